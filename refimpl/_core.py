@@ -1,0 +1,332 @@
+"""What every optimizer shares: parameter trees, hyperparameters, validation.
+
+An optimizer in refimpl is a frozen dataclass of hyperparameters with two pure methods,
+``init(params) -> state`` and ``step(params, grads, state) -> (params, state)``.  This module
+holds the machinery around the update formulas, so that each algorithm's module can be read
+as its paper's algorithm box:
+
+* ``params`` and ``grads`` are one floating array or a ``dict`` of them (a *tree*); the state
+  holds each moment in the same structure.
+* Hyperparameters are Python numbers, arrays that broadcast against the parameters (a batch of
+  configurations), or, where allowed, callables of the 1-based step ``t`` (a schedule).
+* Every check runs before anything is computed, so bad input raises a ``ValueError`` or
+  ``TypeError`` naming the argument and its value and leaves inputs and state untouched.
+
+The array namespace comes from the inputs (``array_api_compat.array_namespace``), never from a
+global: the same code runs on NumPy, CuPy, array-api-strict and any array-API library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import array_api_compat
+
+__all__ = ["Optimizer", "Tree", "Hyper"]
+
+Tree = Any  # one array, or a dict name -> array
+Hyper = Any  # a real number, an array broadcasting against the parameters, or a callable of t
+
+_SINGLE = ""  # the key under which a lone array travels inside the machinery
+
+
+# ----------------------------------------------------------------------------- trees
+
+
+def _is_array(x) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (bool, int, float, complex))
+
+
+def _name(arg: str, key: str) -> str:
+    """How a leaf is called in error messages: ``params`` or ``params['w']``."""
+    return arg if key == _SINGLE else f"{arg}[{key!r}]"
+
+
+def _describe(x) -> str:
+    if _is_array(x):
+        return f"an array of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return f"{x!r} (of type {type(x).__name__})"
+
+
+def leaves(tree: Tree, arg: str) -> dict[str, Any]:
+    """Flatten a tree to ``{key: array}``; a lone array gets the key ``""``."""
+    if isinstance(tree, Mapping):
+        if len(tree) == 0:
+            raise ValueError(f"{arg} is an empty dict; give at least one array")
+        for key, x in tree.items():
+            if not isinstance(key, str) or key == _SINGLE:
+                raise TypeError(f"{arg} has a key {key!r}; keys must be non-empty strings")
+            if not _is_array(x):
+                raise TypeError(f"{_name(arg, key)} must be an array, got {_describe(x)}")
+        return dict(tree)
+    if not _is_array(tree):
+        raise TypeError(f"{arg} must be an array or a dict of arrays, got {_describe(tree)}")
+    return {_SINGLE: tree}
+
+
+def unflatten(flat: Mapping[str, Any] | None, like: Mapping[str, Any]) -> Tree:
+    """Rebuild the structure of ``like`` (the output of :func:`leaves`) around ``flat``."""
+    if flat is None:
+        return None
+    if list(like) == [_SINGLE]:
+        return flat[_SINGLE]
+    return {key: flat[key] for key in like}
+
+
+def is_floating(x) -> bool:
+    xp = array_api_compat.array_namespace(x)
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def namespace(**named_trees):
+    """The one array namespace of every array in ``named_trees``, or a ``TypeError`` naming them."""
+    arrays, names = [], []
+    for arg, flat in named_trees.items():
+        for key, x in flat.items():
+            arrays.append(x)
+            names.append(_name(arg, key))
+    modules = {}
+    for name, x in zip(names, arrays):
+        modules.setdefault(array_api_compat.array_namespace(x).__name__, name)
+    if len(modules) > 1:
+        found = ", ".join(f"{name} is a {module} array" for module, name in modules.items())
+        raise TypeError(f"arrays from different libraries in one call: {found}; convert them to one library first")
+    return array_api_compat.array_namespace(*arrays)
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+class Interval(NamedTuple):
+    """A closed or half-open real interval, for validating a hyperparameter."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = False
+
+    def __str__(self) -> str:
+        left = "[" if self.low_closed else "("
+        right = "]" if self.high_closed else ")"
+        return f"{left}{self.low:g}, {self.high:g}{right}"
+
+    def contains(self, x, xp=math):
+        above = (x >= self.low) if self.low_closed else (x > self.low)
+        below = (x <= self.high) if self.high_closed else (x < self.high)
+        return above & below
+
+
+NONNEGATIVE = Interval(0.0, math.inf)
+UNIT = Interval(0.0, 1.0)  # [0, 1): the decay rates
+
+
+def check_value(name: str, value, interval: Interval, *, at_step: int | None = None) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``value`` is a finite real number or floating
+    array with every element in ``interval``."""
+    where = f" (the value of {name}(t) at t={at_step})" if at_step is not None else ""
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or _is_array(value)):
+        raise TypeError(f"{name} must be a real number or a floating array{where}, got {_describe(value)}")
+    if isinstance(value, numbers.Real):
+        if not (math.isfinite(value) and interval.contains(value)):
+            raise ValueError(f"{name}={value!r}{where} must be finite and in {interval}")
+        return
+    xp = array_api_compat.array_namespace(value)
+    if not xp.isdtype(value.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype{where}, got {_describe(value)}")
+    ok = xp.isfinite(value) & interval.contains(value)
+    if not bool(xp.all(ok)):
+        bad = value[~ok] if value.ndim > 0 else value
+        first = float(bad[0]) if bad.ndim > 0 else float(bad)
+        raise ValueError(f"{name} must be finite and in {interval}{where}; it has {bad.shape[0] if bad.ndim else 1} "
+                         f"element(s) outside, the first is {first!r} ({_describe(value)})")
+
+
+def resolve(name: str, value, t: int, interval: Interval):
+    """The value of a hyperparameter at step ``t``: a schedule is called and checked."""
+    if callable(value) and not _is_array(value):
+        v = value(t)
+        check_value(name, v, interval, at_step=t)
+        return v
+    return value
+
+
+def cast_like(h, x, xp):
+    """An array hyperparameter in the dtype of the parameter ``x`` (numbers stay numbers),
+    so that a float32 run stays float32 whatever dtype the sweep's arrays were made in."""
+    return xp.astype(h, x.dtype) if _is_array(h) else h
+
+
+def is_zero(h) -> bool:
+    """True for the number 0 (arrays and schedules are never skipped)."""
+    return isinstance(h, numbers.Real) and not isinstance(h, bool) and h == 0
+
+
+# ----------------------------------------------------------------------------- the optimizer
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class Optimizer:
+    """Base of every optimizer: validation and tree plumbing around ``_update``.
+
+    Subclasses declare their hyperparameters as dataclass fields and define
+
+    * ``State``: a ``NamedTuple`` whose first field is ``t`` and whose others are moments;
+    * ``_HYPERS``: ``{field: (Interval, schedulable)}`` for every numeric hyperparameter;
+    * ``_moment_shapes(key, p)``: ``{moment: shape or None}`` for one parameter;
+    * ``_update(params, grads, state_flat, t, xp)``: the algorithm, on flat dicts.
+    """
+
+    State: ClassVar[type]
+    _HYPERS: ClassVar[dict[str, tuple[Interval, bool]]] = {}
+
+    def __post_init__(self):
+        for field, (interval, schedulable) in self._HYPERS.items():
+            value = getattr(self, field)
+            if callable(value) and not _is_array(value):
+                if not schedulable:
+                    raise TypeError(f"{field} cannot be a schedule (callable) in {type(self).__name__}; "
+                                    f"give a number or an array")
+                continue
+            check_value(field, value, interval)
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Validate the non-numeric options (overridden where there are any)."""
+
+    def _check_choice(self, field: str, choices: tuple) -> None:
+        value = getattr(self, field)
+        if not any(type(value) is type(c) and value == c for c in choices):
+            raise ValueError(f"{field}={value!r} must be one of {', '.join(map(repr, choices))}")
+
+    def _hyper_arrays(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._HYPERS if _is_array(getattr(self, name))}
+
+    # ------------------------------------------------------------------ public API
+
+    def init(self, params: Tree):
+        """The state before the first step: ``t = 0`` and every moment zero."""
+        p = leaves(params, "params")
+        xp = namespace(params=p)
+        self._check_params(p)
+        moments = {}
+        for field in self.State._fields[1:]:
+            flat = {}
+            for key, x in p.items():
+                shape = self._moment_shapes(key, x)[field]
+                if shape is not None:
+                    flat[key] = xp.zeros(shape, dtype=x.dtype, device=array_api_compat.device(x))
+            moments[field] = unflatten(flat, p) if flat else None
+        return self.State(0, **moments)
+
+    def step(self, params: Tree, grads: Tree, state, *, check_finite: bool = False):
+        """One update. Returns ``(new_params, new_state)``; the inputs are not modified.
+
+        With ``check_finite=True`` a gradient holding NaN or Inf raises ``FloatingPointError``
+        naming the parameter; by default such values propagate, as in PyTorch and optax.
+        """
+        p = leaves(params, "params")
+        g = leaves(grads, "grads")
+        self._check_grads(p, g)
+        s = self._check_state(state, p)
+        xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(),
+                       **{f"state.{f}": s[f] for f in s})
+        self._check_params(p)
+        self._check_broadcast(p)
+        if check_finite:
+            for key, x in g.items():
+                if not bool(xp.all(xp.isfinite(x))):
+                    raise FloatingPointError(f"{_name('grads', key)} holds NaN or Inf at step t={state.t + 1}")
+        t = state.t + 1
+        new_p, new_s = self._update(p, g, s, t, xp)
+        moments = {f: unflatten(new_s.get(f), p) for f in self.State._fields[1:]}
+        return unflatten(new_p, p), self.State(t, **moments)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_params(self, p: dict) -> None:
+        for key, x in p.items():
+            if not is_floating(x):
+                raise TypeError(f"{_name('params', key)} must have a real floating dtype, got {_describe(x)}")
+
+    def _check_grads(self, p: dict, g: dict) -> None:
+        if set(g) != set(p):
+            if _SINGLE in p or _SINGLE in g:
+                raise TypeError("params and grads must both be arrays or both be dicts, got "
+                                f"{'an array' if _SINGLE in p else 'a dict'} and {'an array' if _SINGLE in g else 'a dict'}")
+            missing, extra = sorted(set(p) - set(g)), sorted(set(g) - set(p))
+            raise ValueError(f"grads must have the keys of params; missing {missing}, unexpected {extra}")
+        for key in p:
+            a, b = p[key], g[key]
+            if tuple(b.shape) != tuple(a.shape):
+                raise ValueError(f"{_name('grads', key)} has shape {tuple(b.shape)} but "
+                                 f"{_name('params', key)} has shape {tuple(a.shape)}")
+            if b.dtype != a.dtype:
+                raise TypeError(f"{_name('grads', key)} has dtype {b.dtype} but {_name('params', key)} has dtype {a.dtype}")
+
+    def _check_state(self, state, p: dict) -> dict:
+        name = type(self).__name__
+        if not isinstance(state, self.State):
+            raise TypeError(f"state must be a {self.State.__name__} made by {name}.init, got {_describe(state)}")
+        if isinstance(state.t, bool) or not isinstance(state.t, numbers.Integral) or state.t < 0:
+            raise ValueError(f"state.t={state.t!r} must be a non-negative integer")
+        flat = {}
+        for field in self.State._fields[1:]:
+            tree = getattr(state, field)
+            wanted = {key: self._moment_shapes(key, x)[field] for key, x in p.items()}
+            if all(shape is None for shape in wanted.values()):
+                if tree is not None:
+                    raise ValueError(f"state.{field} should be None for this {name}; was the state made by another configuration?")
+                continue
+            if tree is None:
+                raise ValueError(f"state.{field} is None but this {name} needs it; was the state made by another configuration?")
+            try:
+                s = leaves(tree, f"state.{field}")
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"state.{field} does not match params: {e}") from None
+            want_keys = {k for k, shape in wanted.items() if shape is not None}
+            if set(s) != want_keys:
+                raise ValueError(f"state.{field} has keys {sorted(s)} but params need {sorted(want_keys)}; "
+                                 f"was the state made for other params?")
+            for key, x in s.items():
+                if tuple(x.shape) != tuple(wanted[key]):
+                    raise ValueError(f"{_name(f'state.{field}', key)} has shape {tuple(x.shape)}, expected "
+                                     f"{tuple(wanted[key])} for {_name('params', key)}; was the state made for other params?")
+                if x.dtype != p[key].dtype:
+                    raise TypeError(f"{_name(f'state.{field}', key)} has dtype {x.dtype} but "
+                                    f"{_name('params', key)} has dtype {p[key].dtype}")
+            flat[field] = s
+        return flat
+
+    def _check_broadcast(self, p: dict) -> None:
+        """Array hyperparameters must broadcast to each parameter's shape without enlarging it."""
+        for name, h in self._hyper_arrays().items():
+            for key, x in p.items():
+                if not _broadcasts_to(tuple(h.shape), tuple(x.shape)):
+                    raise ValueError(f"{name} has shape {tuple(h.shape)}, which does not broadcast to the shape "
+                                     f"{tuple(x.shape)} of {_name('params', key)}; a sweep over K configurations "
+                                     f"gives params a leading axis of size K and {name} the shape (K, 1, ...)")
+
+    # ------------------------------------------------------------------ to be provided
+
+    def _moment_shapes(self, key: str, p) -> dict[str, tuple | None]:
+        raise NotImplementedError
+
+    def _update(self, p: dict, g: dict, s: dict, t: int, xp) -> tuple[dict, dict]:
+        raise NotImplementedError
+
+
+def _broadcasts_to(small: tuple, big: tuple) -> bool:
+    if len(small) > len(big):
+        return False
+    return all(a == 1 or a == b for a, b in zip(reversed(small), reversed(big)))
+
+
+def bias_corrections(beta1, beta2, t: int, enabled: bool):
+    """``(1 - beta1**t, 1 - beta2**t)``, or ``(1, 1)`` when bias correction is off."""
+    if not enabled:
+        return 1.0, 1.0
+    return 1 - beta1**t, 1 - beta2**t
