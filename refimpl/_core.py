@@ -49,7 +49,21 @@ def _name(arg: str, key: str) -> str:
 def _describe(x) -> str:
     if _is_array(x):
         return f"an array of shape {tuple(x.shape)} and dtype {x.dtype}"
-    return f"{x!r} (of type {type(x).__name__})"
+    text = repr(x)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} (of type {type(x).__name__})"
+
+
+def _state_arrays(state) -> dict:
+    """The arrays of a state-like object, by field, for the one-library check (best effort:
+    a malformed state is reported later, by the state check)."""
+    found = {}
+    for field in getattr(state, "_fields", ())[1:]:
+        tree = getattr(state, field)
+        if _is_array(tree):
+            found[f"state.{field}"] = {_SINGLE: tree}
+        elif isinstance(tree, Mapping):
+            found[f"state.{field}"] = {k: x for k, x in tree.items() if isinstance(k, str) and _is_array(x)}
+    return found
 
 
 def leaves(tree: Tree, arg: str) -> dict[str, Any]:
@@ -192,6 +206,8 @@ class Optimizer:
                                     f"give a number or an array")
                 continue
             check_value(field, value, interval)
+            if _is_array(value):  # a private, read-only copy: later edits to the caller's array cannot leak in
+                object.__setattr__(self, field, _frozen_copy(value))
         self._check_options()
 
     def _check_options(self) -> None:
@@ -201,6 +217,15 @@ class Optimizer:
         value = getattr(self, field)
         if not any(type(value) is type(c) and value == c for c in choices):
             raise ValueError(f"{field}={value!r} must be one of {', '.join(map(repr, choices))}")
+
+    def _resolve(self, name: str, t: int, interval: Interval, p: dict, xp):
+        """The value of hyperparameter ``name`` at step ``t``; an array that a schedule returns
+        gets the checks a fixed array got at construction and at the start of the step."""
+        value = resolve(name, getattr(self, name), t, interval)
+        if _is_array(value) and callable(getattr(self, name)):
+            namespace(params=p, **{f"{name}(t={t})": {_SINGLE: value}})
+            self._check_broadcast(p, {f"{name}(t={t})": value})
+        return value
 
     def _hyper_arrays(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._HYPERS if _is_array(getattr(self, name))}
@@ -230,11 +255,10 @@ class Optimizer:
         """
         p = leaves(params, "params")
         g = leaves(grads, "grads")
+        xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(), **_state_arrays(state))
+        self._check_params(p)
         self._check_grads(p, g)
         s = self._check_state(state, p)
-        xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(),
-                       **{f"state.{f}": s[f] for f in s})
-        self._check_params(p)
         self._check_broadcast(p)
         if check_finite:
             for key, x in g.items():
@@ -301,9 +325,9 @@ class Optimizer:
             flat[field] = s
         return flat
 
-    def _check_broadcast(self, p: dict) -> None:
+    def _check_broadcast(self, p: dict, hypers: dict | None = None) -> None:
         """Array hyperparameters must broadcast to each parameter's shape without enlarging it."""
-        for name, h in self._hyper_arrays().items():
+        for name, h in (self._hyper_arrays() if hypers is None else hypers).items():
             for key, x in p.items():
                 if not _broadcasts_to(tuple(h.shape), tuple(x.shape)):
                     raise ValueError(f"{name} has shape {tuple(h.shape)}, which does not broadcast to the shape "
@@ -317,6 +341,14 @@ class Optimizer:
 
     def _update(self, p: dict, g: dict, s: dict, t: int, xp) -> tuple[dict, dict]:
         raise NotImplementedError
+
+
+def _frozen_copy(x):
+    xp = array_api_compat.array_namespace(x)
+    y = xp.asarray(x, copy=True)
+    if array_api_compat.is_numpy_array(y):
+        y.flags.writeable = False
+    return y
 
 
 def _broadcasts_to(small: tuple, big: tuple) -> bool:

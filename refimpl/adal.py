@@ -28,7 +28,7 @@ import dataclasses
 import numbers
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, resolve
+from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like
 
 __all__ = ["AdaL", "AdaLState", "adal_update", "l1_scales"]
 
@@ -145,7 +145,7 @@ class AdaL(Optimizer):
         return {"m": tuple(p.shape), "v": tuple(p.shape)}
 
     def _update(self, p, g, s, t, xp):
-        lr = resolve("lr", self.lr, t, NONNEGATIVE)
+        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
         scales = l1_scales(g, self.norm, self.batch_ndim, xp)
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero, resolve
+from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero
 
 __all__ = ["Adam", "AdamState", "adam_update"]
 
@@ -156,9 +156,9 @@ class Adam(Optimizer):
         return {"m": shape, "v": shape, "v_max": shape if self.amsgrad else None}
 
     def _update(self, p, g, s, t, xp):
-        lr = resolve("lr", self.lr, t, NONNEGATIVE)
-        beta1 = resolve("beta1", self.beta1, t, UNIT)
-        beta1_bc = resolve("beta1", self.beta1, 1, UNIT)
+        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
+        beta1 = self._resolve("beta1", t, UNIT, p, xp)
+        beta1_bc = self._resolve("beta1", 1, UNIT, p, xp)
         new_p, new_s = {}, {"m": {}, "v": {}, "v_max": {} if self.amsgrad else None}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in theta's dtype

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._core import (NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like,
-                    leaves, namespace, resolve, unflatten)
+                    leaves, namespace, unflatten)
 from .adam import adam_update
 
 __all__ = ["NDAdam", "NDAdamState", "ndadam_vector_update"]
@@ -161,6 +161,8 @@ class NDAdam(Optimizer):
                 continue
             xp = namespace(params={key: x})
             sq_norm = xp.sum(x * x, axis=axes, keepdims=True)
+            if not bool(xp.all(xp.isfinite(sq_norm))):
+                raise ValueError(f"{_name('params', key)} has a weight vector (along axes {axes}) holding NaN or Inf")
             if not bool(xp.all(sq_norm > 0)):
                 raise ValueError(f"{_name('params', key)} has a weight vector of zero norm (along axes {axes}); "
                                  f"ND-Adam needs a direction for every vector")
@@ -186,8 +188,8 @@ class NDAdam(Optimizer):
         return unflatten(out, p)
 
     def _update(self, p, g, s, t, xp):
-        lr_vector = resolve("lr_vector", self.lr_vector, t, NONNEGATIVE)
-        lr_scalar = resolve("lr_scalar", self.lr_scalar, t, NONNEGATIVE)
+        lr_vector = self._resolve("lr_vector", t, NONNEGATIVE, p, xp)
+        lr_scalar = self._resolve("lr_scalar", t, NONNEGATIVE, p, xp)
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731

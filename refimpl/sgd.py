@@ -18,9 +18,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, Hyper, Interval, Optimizer, Tree, cast_like, is_zero, resolve
+import array_api_compat
+
+from ._core import NONNEGATIVE, Hyper, Interval, Optimizer, Tree, cast_like, is_zero
 
 __all__ = ["SGD", "SGDState", "sgd_update"]
+
+
+def _all(h, predicate) -> bool:
+    """``predicate`` holds for the number ``h`` or for every element of the array ``h``."""
+    if isinstance(h, (int, float)):
+        return bool(predicate(h))
+    xp = array_api_compat.array_namespace(h)
+    return bool(xp.all(predicate(h)))
 
 
 class SGDState(NamedTuple):
@@ -61,7 +71,7 @@ class SGD(Optimizer):
 
     def _check_options(self) -> None:
         self._check_choice("nesterov", (False, True))
-        if self.nesterov and (is_zero(self.momentum) or not is_zero(self.dampening)):
+        if self.nesterov and not (_all(self.momentum, lambda x: x > 0) and _all(self.dampening, lambda x: x == 0)):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got "
                              f"momentum={self.momentum!r}, dampening={self.dampening!r}")
 
@@ -69,7 +79,7 @@ class SGD(Optimizer):
         return {"momentum_buffer": None if is_zero(self.momentum) else tuple(p.shape)}
 
     def _update(self, p, g, s, t, xp):
-        lr = resolve("lr", self.lr, t, NONNEGATIVE)
+        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
         buffers = s.get("momentum_buffer")
         new_p, new_b = {}, ({} if buffers is not None else None)
         for key, theta in p.items():
