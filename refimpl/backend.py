@@ -88,7 +88,7 @@ def using_backend(name: str):
 
 
 def to_numpy(x):
-    """A NumPy copy of an array from any backend; dicts and optimizer states are mapped over.
+    """A NumPy copy of an array from any backend; dicts, tuples and optimizer states are mapped over.
 
     This is the one explicit device-to-host transfer; nothing in refimpl converts implicitly.
     """
@@ -98,6 +98,8 @@ def to_numpy(x):
         return {key: to_numpy(value) for key, value in x.items()}
     if isinstance(x, tuple) and hasattr(x, "_fields"):  # an optimizer state (NamedTuple)
         return type(x)(*(to_numpy(value) for value in x))
+    if isinstance(x, (tuple, list)):  # e.g. the (params, state) pair a step returns
+        return type(x)(to_numpy(value) for value in x)
     if array_api_compat.is_numpy_array(x):
         return np.array(x, copy=True)
     if array_api_compat.is_cupy_array(x):
@@ -109,4 +111,4 @@ def to_numpy(x):
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE"))).copy()
     if array_api_compat.is_array_api_obj(x):
         return np.from_dlpack(x).copy()
-    raise TypeError(f"to_numpy expects an array, a dict of arrays or an optimizer state, got {type(x).__name__}")
+    raise TypeError(f"to_numpy expects an array, or a dict, tuple or optimizer state of arrays, got {type(x).__name__}")
