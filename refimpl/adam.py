@@ -116,7 +116,9 @@ class Adam(Optimizer):
 
     Each combination is a precise algorithm; the option names say which library computes which.
     Hyperparameters that are arrays broadcast against the parameters: one call then steps a
-    batch of configurations.
+    batch of configurations, each bitwise equal to its own run, except that with array-valued
+    ``beta1``/``beta2`` the powers :math:`\beta^t` come from the array library's ``pow``, which
+    may differ from Python's in the last bit.
 
     Examples
     --------
