@@ -160,10 +160,9 @@ class NDAdam(Optimizer):
             if axes is None:
                 continue
             xp = namespace(params={key: x})
-            sq_norm = xp.sum(x * x, axis=axes, keepdims=True)
-            if not bool(xp.all(xp.isfinite(sq_norm))):
+            if not bool(xp.all(xp.isfinite(x))):
                 raise ValueError(f"{_name('params', key)} has a weight vector (along axes {axes}) holding NaN or Inf")
-            if not bool(xp.all(sq_norm > 0)):
+            if not bool(xp.all(xp.max(xp.abs(x), axis=axes) > 0)):
                 raise ValueError(f"{_name('params', key)} has a weight vector of zero norm (along axes {axes}); "
                                  f"ND-Adam needs a direction for every vector")
 
@@ -184,7 +183,11 @@ class NDAdam(Optimizer):
         out = {}
         for key, x in p.items():
             axes = self._normalized_axes(key, x)
-            out[key] = x if axes is None else x / xp.sqrt(xp.sum(x * x, axis=axes, keepdims=True))
+            if axes is None:
+                out[key] = x
+            else:  # scaled by the largest entry first, so that no square under- or overflows
+                y = x / xp.max(xp.abs(x), axis=axes, keepdims=True)
+                out[key] = y / xp.sqrt(xp.sum(y * y, axis=axes, keepdims=True))
         return unflatten(out, p)
 
     def _update(self, p, g, s, t, xp):
