@@ -91,6 +91,22 @@ class NDAdam(Optimizer):
         L2 weight decay added to the gradient of the scalar parameters only, as the official
         PyTorch code does (5e-6 there). The weight vectors need none: their norm is fixed.
 
+    How the paper and the official code (github zj10/ND-Adam) differ, and how to get each here:
+
+    * Epsilon: the paper (and its TensorFlow code) adds it to :math:`\sqrt{\hat v}`; the PyTorch
+      code adds it to :math:`\sqrt{v}` before the bias correction: ``eps_hat=True``.
+    * Initial norm: the paper normalizes (:meth:`normalize`); both codes do not (pass the raw
+      weights; see below for the first step).
+    * Layout: TensorFlow kernels ``(kh, kw, C_in, C_out)`` take ``vector_axes=(0, 1, 2)``,
+      PyTorch kernels ``(C_out, C_in, kh, kw)`` take ``(1, 2, 3)``: the same vectors.
+    * Rates: the paper uses :math:`\alpha^v = 0.05`, :math:`\alpha^s = 0.001`; the PyTorch code
+      one rate (0.04) for both, and :math:`\beta_2 = 0.99` in its training script.
+    * Weight decay: none in the paper; the PyTorch code's L2 decay, used on the scalar group
+      only, is ``weight_decay_scalar`` (on a unit vector the projection would remove it anyway).
+    * Step counter: the PyTorch code counts steps per parameter and skips a parameter whose
+      ``.grad`` is None; refimpl keeps one :math:`t` (a zero gradient is not a skip: it still
+      decays the moments).
+
     Unit norm at the start. The paper normalizes every weight vector before training; use
     :meth:`normalize` for that. :meth:`step` also accepts vectors of any nonzero norm, as the
     official code (which does not normalize at initialization) does: the projection (12) then
