@@ -28,7 +28,7 @@ import dataclasses
 import numbers
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like
+from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like
 
 __all__ = ["AdaL", "AdaLState", "adal_update", "l1_scales"]
 
@@ -134,8 +134,7 @@ class AdaL(Optimizer):
         leading = set()
         for key, x in p.items():
             if x.ndim < self.batch_ndim:
-                raise ValueError(f"batch_ndim={self.batch_ndim} but params{'' if key == '' else f'[{key!r}]'} "
-                                 f"has only {x.ndim} axes")
+                raise ValueError(f"batch_ndim={self.batch_ndim} but {_name('params', key)} has only {x.ndim} axes")
             leading.add(tuple(x.shape[:self.batch_ndim]))
         if len(leading) > 1 and self.norm == "global":
             raise ValueError(f"with batch_ndim={self.batch_ndim}, every parameter must have the same leading "
