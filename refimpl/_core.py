@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import array_api_compat
@@ -128,7 +128,7 @@ class Interval(NamedTuple):
         right = "]" if self.high_closed else ")"
         return f"{left}{self.low:g}, {self.high:g}{right}"
 
-    def contains(self, x, xp=math):
+    def contains(self, x):
         above = (x >= self.low) if self.low_closed else (x > self.low)
         below = (x <= self.high) if self.high_closed else (x < self.high)
         return above & below
@@ -157,15 +157,6 @@ def check_value(name: str, value, interval: Interval, *, at_step: int | None = N
         first = float(bad[0]) if bad.ndim > 0 else float(bad)
         raise ValueError(f"{name} must be finite and in {interval}{where}; it has {bad.shape[0] if bad.ndim else 1} "
                          f"element(s) outside, the first is {first!r} ({_describe(value)})")
-
-
-def resolve(name: str, value, t: int, interval: Interval):
-    """The value of a hyperparameter at step ``t``: a schedule is called and checked."""
-    if callable(value) and not _is_array(value):
-        v = value(t)
-        check_value(name, v, interval, at_step=t)
-        return v
-    return value
 
 
 def cast_like(h, x, xp):
@@ -218,11 +209,15 @@ class Optimizer:
         if not any(type(value) is type(c) and value == c for c in choices):
             raise ValueError(f"{field}={value!r} must be one of {', '.join(map(repr, choices))}")
 
-    def _resolve(self, name: str, t: int, interval: Interval, p: dict, xp):
+    def _resolve(self, name: str, t: int, interval: Interval, p: dict):
         """The value of hyperparameter ``name`` at step ``t``; an array that a schedule returns
         gets the checks a fixed array got at construction and at the start of the step."""
-        value = resolve(name, getattr(self, name), t, interval)
-        if _is_array(value) and callable(getattr(self, name)):
+        value = getattr(self, name)
+        if not callable(value) or _is_array(value):
+            return value  # checked once, at construction
+        value = value(t)
+        check_value(name, value, interval, at_step=t)
+        if _is_array(value):
             namespace(params=p, **{f"{name}(t={t})": {_SINGLE: value}})
             self._check_broadcast(p, {f"{name}(t={t})": value})
         return value

@@ -144,7 +144,7 @@ class AdaL(Optimizer):
         return {"m": tuple(p.shape), "v": tuple(p.shape)}
 
     def _update(self, p, g, s, t, xp):
-        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
+        lr = self._resolve("lr", t, NONNEGATIVE, p)
         scales = l1_scales(g, self.norm, self.batch_ndim, xp)
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():

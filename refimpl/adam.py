@@ -158,9 +158,9 @@ class Adam(Optimizer):
         return {"m": shape, "v": shape, "v_max": shape if self.amsgrad else None}
 
     def _update(self, p, g, s, t, xp):
-        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
-        beta1 = self._resolve("beta1", t, UNIT, p, xp)
-        beta1_bc = self._resolve("beta1", 1, UNIT, p, xp)
+        lr = self._resolve("lr", t, NONNEGATIVE, p)
+        beta1 = self._resolve("beta1", t, UNIT, p)
+        beta1_bc = self._resolve("beta1", 1, UNIT, p)
         new_p, new_s = {}, {"m": {}, "v": {}, "v_max": {} if self.amsgrad else None}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in theta's dtype

@@ -33,6 +33,8 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import array_api_compat
+
 from ._core import (NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like,
                     leaves, namespace, unflatten)
 from .adam import adam_update
@@ -175,7 +177,7 @@ class NDAdam(Optimizer):
             axes = self._normalized_axes(key, x)
             if axes is None:
                 continue
-            xp = namespace(params={key: x})
+            xp = array_api_compat.array_namespace(x)
             if not bool(xp.all(xp.isfinite(x))):
                 raise ValueError(f"{_name('params', key)} has a weight vector (along axes {axes}) holding NaN or Inf")
             if not bool(xp.all(xp.max(xp.abs(x), axis=axes) > 0)):
@@ -207,8 +209,8 @@ class NDAdam(Optimizer):
         return unflatten(out, p)
 
     def _update(self, p, g, s, t, xp):
-        lr_vector = self._resolve("lr_vector", t, NONNEGATIVE, p, xp)
-        lr_scalar = self._resolve("lr_scalar", t, NONNEGATIVE, p, xp)
+        lr_vector = self._resolve("lr_vector", t, NONNEGATIVE, p)
+        lr_scalar = self._resolve("lr_scalar", t, NONNEGATIVE, p)
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731

@@ -79,7 +79,7 @@ class SGD(Optimizer):
         return {"momentum_buffer": None if is_zero(self.momentum) else tuple(p.shape)}
 
     def _update(self, p, g, s, t, xp):
-        lr = self._resolve("lr", t, NONNEGATIVE, p, xp)
+        lr = self._resolve("lr", t, NONNEGATIVE, p)
         buffers = s.get("momentum_buffer")
         new_p, new_b = {}, ({} if buffers is not None else None)
         for key, theta in p.items():
