@@ -27,7 +27,7 @@ test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest
 
 book: $(VENV)/.stamp-book
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	TQDM_DISABLE=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 clean:

@@ -114,6 +114,8 @@ class Adam(Optimizer):
         AdamW: :math:`\theta \leftarrow \theta - \alpha\lambda\theta` before the Adam step and
         outside the moments (torch.optim.AdamW, optax.adamw; both couple the decay to ``lr``).
 
+    Notes
+    -----
     Each combination is a precise algorithm; the option names say which library computes which.
     Hyperparameters that are arrays broadcast against the parameters: one call then steps a
     batch of configurations, each bitwise equal to its own run, except that with array-valued

@@ -93,6 +93,8 @@ class NDAdam(Optimizer):
         L2 weight decay added to the gradient of the scalar parameters only, as the official
         PyTorch code does (5e-6 there). The weight vectors need none: their norm is fixed.
 
+    Notes
+    -----
     How the paper and the official code (github zj10/ND-Adam) differ, and how to get each here:
 
     * Epsilon: the paper (and its TensorFlow code) adds it to :math:`\sqrt{\hat v}`; the PyTorch
