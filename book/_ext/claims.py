@@ -40,21 +40,21 @@ _OPTION = re.compile(r"^:(?P<key>[a-z_-]+):\s*(?P<value>.*?)\s*$")
 class Claim:
     label: str
     kind: str
-    path: str  # relative to the repository root
+    path: str  # relative to the folder holding book/
     line: int
 
 
 @dataclass(frozen=True)
 class TestRef:
     label: str
-    path: str  # relative to the repository root
-    name: str  # "test_x" or "TestClass" (pytest node name without parameters)
+    path: str  # relative to the folder holding tests/
+    name: str  # "test_x", "TestClass" or "TestClass::test_x"; "" for a whole module
     line: int
     summary: str  # first line of the docstring, or ""
 
     @property
     def nodeid(self) -> str:
-        return f"{self.path}::{self.name}"
+        return f"{self.path}::{self.name}" if self.name else self.path
 
 
 def book_claims(book: Path = BOOK) -> list[Claim]:
@@ -75,7 +75,7 @@ def book_claims(book: Path = BOOK) -> list[Claim]:
                     break
                 if opt["key"] == "label":
                     label = opt["value"]
-            claims.append(Claim(label, match["kind"], str(path.relative_to(ROOT)), i + 1))
+            claims.append(Claim(label, match["kind"], str(path.relative_to(book.parent)), i + 1))
     return claims
 
 
@@ -111,7 +111,7 @@ def tested_claims(tests: Path = TESTS) -> list[TestRef]:
     """
     refs = []
     for path in sorted(tests.rglob("test_*.py")):
-        rel = str(path.relative_to(ROOT))
+        rel = str(path.relative_to(tests.parent))
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=rel)
         module_labels: list[str] = []
         for node in tree.body:
@@ -122,7 +122,7 @@ def tested_claims(tests: Path = TESTS) -> list[TestRef]:
                 marks = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
                 module_labels += _claim_labels(list(marks))
         for label in module_labels:
-            refs.append(TestRef(label, rel, Path(rel).name, 1, _summary(tree)))
+            refs.append(TestRef(label, rel, "", 1, _summary(tree)))
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 for label in _claim_labels(node.decorator_list):
