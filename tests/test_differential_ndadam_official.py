@@ -70,10 +70,13 @@ def streams(rng, steps):
     return {k: one((steps,) + s) for k, s in SHAPES.items()}
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @given(data=st.data(), steps=st.integers(50, 56), lr_vector=st.floats(1e-3, 0.2), lr_scalar=st.floats(1e-4, 0.1),
        beta1=beta1s, beta2=st.floats(0.5, 0.9999), eps=epss, wd=weight_decays, normalized=st.booleans())
 def test_ndadam_matches_the_official_pytorch_code_every_step(data, steps, lr_vector, lr_scalar, beta1, beta2,
                                                              eps, wd, normalized):
+    """refimpl.NDAdam(eps_hat=True, weight_decay_scalar=wd) computes the official PyTorch update,
+    for weight vectors and scalars, within the rounding of one step (float64, lockstep)."""
     opt = refimpl.NDAdam(vector_axes=AXES, lr_vector=lr_vector, lr_scalar=lr_scalar, beta1=beta1, beta2=beta2,
                          eps=eps, eps_hat=True, weight_decay_scalar=wd)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))

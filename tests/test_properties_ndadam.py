@@ -172,6 +172,7 @@ def run(opt, w, grads):
 # ----------------------------------------------------------------------------- P1
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @given(layout=layouts(), seed=seeds, b1=betas1, b2=betas2, lr=lrs, eps=pos_eps, eps_hat=st.booleans(),
        unit_start=st.booleans(), T=st.integers(1, 25))
@@ -200,6 +201,7 @@ def test_p1_unit_norm_after_every_step(dtype, layout, seed, b1, b2, lr, eps, eps
 # ----------------------------------------------------------------------------- P2
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @given(layout=layouts(), seed=seeds, b1=betas1, b2=betas2, lr=lrs, unit=st.booleans())
 def test_p2_projected_gradient_is_tangent(layout, seed, b1, b2, lr, unit):
     """ND-Adam P2: the gradient entering the moments is the tangent projection (12).
@@ -237,6 +239,7 @@ def test_p2_projected_gradient_is_tangent(layout, seed, b1, b2, lr, unit):
 # ----------------------------------------------------------------------------- P3
 
 
+@pytest.mark.claim("prop-ndadam-direction")
 @given(layout=layouts(min_n=2), seed=seeds, b1=betas1, b2=betas2, lr=lrs, eps=st.sampled_from([0.0, 1e-8, 1e-3]),
        eps_hat=st.booleans(), T=st.integers(1, 20))
 def test_p3_direction_preservation(layout, seed, b1, b2, lr, eps, eps_hat, T):
@@ -311,6 +314,7 @@ def test_p3_contrast_adam_step_is_not_parallel_to_m_hat(n, seed, b1, b2, lr, T):
 # ----------------------------------------------------------------------------- P4
 
 
+@pytest.mark.claim("prop-ndadam-first-step-angle")
 @given(layout=layouts(min_n=2), seed=seeds, lr=lrs, b1=betas1, b2=betas2, eps=st.floats(0.0, 1e-2),
        eps_hat=st.booleans(), scale=st.floats(-6, 2))
 def test_p4_first_step_geometry(layout, seed, lr, b1, b2, eps, eps_hat, scale):
@@ -421,6 +425,7 @@ def scale_invariant_grad(w, a, axes):
     return (a - vsum(a * u_, axes) * u_) / r
 
 
+@pytest.mark.claim("prop-ndadam-effective-lr")
 @given(layout=layouts(min_n=2), seed=seeds, b1=betas1, b2=betas2, lr=lrs, eps=st.sampled_from([0.0, 1e-8]),
        eps_hat=st.booleans(), k=st.integers(-30, 30), mant=st.floats(0.5, 1.0), T=st.integers(1, 15))
 def test_p7a_weight_scale_invariance(layout, seed, b1, b2, lr, eps, eps_hat, k, mant, T):
@@ -455,6 +460,7 @@ def test_p7a_weight_scale_invariance(layout, seed, b1, b2, lr, eps, eps_hat, k, 
 # ----------------------------------------------------------------------------- P8
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @given(seed=seeds, n=st.integers(2, 8), k=st.integers(1, 4), lr_v=lrs, lr_s=lrs, b1=betas1, b2=betas2,
        eps=st.sampled_from([0.0, 1e-8, 1e-3]), eps_hat=st.booleans(), wd=st.sampled_from([0.0, 5e-6, 0.1]),
        schedule=st.booleans(), T=st.integers(1, 20))
@@ -584,6 +590,7 @@ def conv_shapes(draw):
     return shape
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @given(shape=conv_shapes(), seed=seeds, b1=betas1, b2=betas2, lr=lrs, eps=st.sampled_from([0.0, 1e-8]),
        eps_hat=st.booleans(), T=st.integers(1, 10))
 def test_p12_cross_layout_equivalence(shape, seed, b1, b2, lr, eps, eps_hat, T):
@@ -615,6 +622,7 @@ def test_p12_cross_layout_equivalence(shape, seed, b1, b2, lr, eps, eps_hat, T):
         np.testing.assert_array_less(np.abs(s_tf.v.transpose(inv) - s.v), 2 * rv * s.v)
 
 
+@pytest.mark.claim("prop-ndadam-code-variants")
 @given(layout=layouts(), seed=seeds, b1=betas1, b2=betas2, lr_v=lrs, lr_s=lrs, eps=st.floats(1e-10, 1e-1),
        T=st.integers(1, 15))
 def test_p12_eps_hat_equals_time_varying_eps(layout, seed, b1, b2, lr_v, lr_s, eps, T):
