@@ -17,6 +17,7 @@ with :math:`m_0 = v_0 = 0` and :math:`t` counting from 1.  The book derives each
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, NamedTuple
 
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero
@@ -40,19 +41,22 @@ class AdamState(NamedTuple):
 
 def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0, eps_hat=False,
                 bias_correction=True, beta1_bc=None, amsgrad=False, amsgrad_max_of="v",
-                weight_decay=0.0, decoupled_weight_decay=False, xp):
+                weight_decay=0.0, decoupled_weight_decay=False, couple_weight_decay=True, xp):
     """One Adam step on one array; returns ``(theta, m, v, v_max)``.  Pure: nothing is modified.
 
     ``beta1_bc`` is the :math:`\\beta_1` used in the bias correction :math:`1-\\beta_1^t` (it
-    differs from ``beta1`` only when ``beta1`` follows a schedule; see :class:`Adam`).
+    differs from ``beta1`` only when ``beta1`` follows a schedule; see :class:`Adam`). ``t`` is
+    the count the bias corrections use; at ``t = 0`` they are skipped (see ``t_offset``).
     """
-    if not is_zero(weight_decay) and decoupled_weight_decay:
+    if not is_zero(weight_decay) and decoupled_weight_decay and couple_weight_decay:
         theta = theta - lr * weight_decay * theta           # AdamW: decay the weights, apart from g
+    elif not is_zero(weight_decay) and decoupled_weight_decay:
+        theta = theta - weight_decay * theta                # the same, not scaled by lr
     elif not is_zero(weight_decay):
         g = g + weight_decay * theta                        # L2: the penalty's gradient joins g
     m = beta1 * m + (1 - beta1) * g                         # biased first moment
     v = beta2 * v + (1 - beta2) * g * g                     # biased second raw moment
-    bc1, bc2 = bias_corrections(beta1 if beta1_bc is None else beta1_bc, beta2, t, bias_correction)
+    bc1, bc2 = bias_corrections(beta1 if beta1_bc is None else beta1_bc, beta2, t, bias_correction and t > 0)
 
     if amsgrad and amsgrad_max_of == "v":
         v_max = xp.maximum(v_max, v)                        # Reddi et al. / PyTorch: max of raw v
@@ -113,6 +117,21 @@ class Adam(Optimizer):
     decoupled_weight_decay : bool
         AdamW: :math:`\theta \leftarrow \theta - \alpha\lambda\theta` before the Adam step and
         outside the moments (torch.optim.AdamW, optax.adamw; both couple the decay to ``lr``).
+    couple_weight_decay : bool
+        With ``decoupled_weight_decay``: ``True`` scales the decay by the step size,
+        :math:`\theta \leftarrow \theta - \alpha\lambda\theta` (PyTorch, optax, Keras,
+        Optimisers.jl ``couple=true``); ``False`` does not,
+        :math:`\theta \leftarrow \theta - \lambda\theta` (Loshchilov & Hutter's Algorithm 2 with
+        schedule multiplier 1, Optimisers.jl ``couple=false``). Requires
+        ``decoupled_weight_decay=True`` when ``False``: L2 decay enters the gradient, so ``lr``
+        always scales it.
+    t_offset : int >= -1
+        The bias corrections use :math:`\tau = t + t_{offset}` instead of :math:`t`, and are
+        skipped at :math:`\tau = 0` (where :math:`1-\beta^0 = 0`; ONNX's rule for ``T = 0``).
+        ``-1``: a step counter that starts at 0 (ONNX Adam fed the number of previous steps, or
+        a counter incremented after its use); ``+1``: a counter one step ahead (incremented
+        twice, or started at 1 and incremented before use; the widely copied CS231n Adam check
+        encodes it). ``lr`` and ``beta1`` schedules still see :math:`t`.
 
     Notes
     -----
@@ -144,6 +163,8 @@ class Adam(Optimizer):
     amsgrad_max_of: str = "v"
     weight_decay: Hyper = 0.0
     decoupled_weight_decay: bool = False
+    couple_weight_decay: bool = True
+    t_offset: int = 0
 
     State = AdamState
     _HYPERS = {"lr": (NONNEGATIVE, True), "beta1": (UNIT, True), "beta2": (UNIT, False),
@@ -151,9 +172,15 @@ class Adam(Optimizer):
                "weight_decay": (NONNEGATIVE, False)}
 
     def _check_options(self) -> None:
-        for flag in ("eps_hat", "bias_correction", "amsgrad", "decoupled_weight_decay"):
+        for flag in ("eps_hat", "bias_correction", "amsgrad", "decoupled_weight_decay", "couple_weight_decay"):
             self._check_choice(flag, (False, True))
         self._check_choice("amsgrad_max_of", ("v", "v_hat"))
+        if not self.couple_weight_decay and not self.decoupled_weight_decay:
+            raise ValueError(f"couple_weight_decay=False needs decoupled_weight_decay=True, got "
+                             f"decoupled_weight_decay={self.decoupled_weight_decay!r} (L2 decay enters the "
+                             f"gradient, so lr always scales it)")
+        if isinstance(self.t_offset, bool) or not isinstance(self.t_offset, numbers.Integral) or self.t_offset < -1:
+            raise ValueError(f"t_offset={self.t_offset!r} must be an int >= -1")
 
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
         shape = tuple(p.shape)
@@ -168,11 +195,12 @@ class Adam(Optimizer):
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in theta's dtype
             v_max = s["v_max"][key] if self.amsgrad else None
             theta, m, v, v_max = adam_update(
-                theta, g[key], s["m"][key], s["v"][key], v_max, t=t, lr=c(lr), beta1=c(beta1),
+                theta, g[key], s["m"][key], s["v"][key], v_max, t=t + self.t_offset, lr=c(lr), beta1=c(beta1),
                 beta2=c(self.beta2), eps=c(self.eps), eps_root=c(self.eps_root), eps_hat=self.eps_hat,
                 bias_correction=self.bias_correction, beta1_bc=c(beta1_bc), amsgrad=self.amsgrad,
                 amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(self.weight_decay),
-                decoupled_weight_decay=self.decoupled_weight_decay, xp=xp)
+                decoupled_weight_decay=self.decoupled_weight_decay,
+                couple_weight_decay=self.couple_weight_decay, xp=xp)
             new_p[key], new_s["m"][key], new_s["v"][key] = theta, m, v
             if self.amsgrad:
                 new_s["v_max"][key] = v_max

@@ -315,6 +315,10 @@ def test_schedule_returning_an_array_of_another_library():
     ("Adam", "eps_hat", 1, "eps_hat=1"),
     ("Adam", "bias_correction", None, "bias_correction=None"),
     ("Adam", "decoupled_weight_decay", "True", "decoupled_weight_decay='True'"),
+    ("Adam", "couple_weight_decay", "no", "couple_weight_decay='no'"),
+    ("Adam", "t_offset", -2, "t_offset=-2"),
+    ("Adam", "t_offset", 1.0, "t_offset=1.0"),
+    ("Adam", "t_offset", True, "t_offset=True"),
     ("NDAdam", "eps_hat", "paper", "eps_hat='paper'"),
     ("AdaL", "norm", "l3", "norm='l3'"),
     ("AdaL", "eps_mode", "x", "eps_mode='x'"),
@@ -327,6 +331,12 @@ def test_schedule_returning_an_array_of_another_library():
 def test_unknown_option(name, field, value, shown):
     kwargs = {field: value}
     check_error(ValueError, lambda: make(name, **kwargs), [shown], [kwargs])
+
+
+def test_adam_uncoupled_decay_needs_decoupled_decay():
+    kwargs = {"weight_decay": 0.1, "couple_weight_decay": False}
+    check_error(ValueError, lambda: Adam(**kwargs), ["couple_weight_decay=False", "decoupled_weight_decay=False"],
+                [kwargs])
 
 
 @pytest.mark.parametrize("kwargs, shown", [({}, "momentum=0.0"), ({"momentum": 0.0}, "momentum=0.0"),

@@ -1,0 +1,451 @@
+"""Golden vectors: refimpl's trajectories as JSON, for implementations outside Python.
+
+``python -m refimpl vectors write DIR`` writes one file per algorithm (``adam.json``,
+``ndadam.json``, ``adal.json``, ``sgd.json``) and the JSON Schema (``schema.json``);
+``python -m refimpl vectors check DIR`` recomputes every case with the current code and
+reports every difference. The canonical set ships in the package (``refimpl/vectors/``).
+
+The format (version 1; ``schema.json`` documents every member):
+
+* a file: ``{"format": "refimpl-vectors", "version": 1, "algorithm": "Adam", "description",
+  "number_encoding", "cases": [...]}``;
+* a case: ``id`` (``adam/eps_hat/float64``), ``description``, ``dtype``, ``hyperparameters``
+  (every constructor argument, defaults included), ``shapes`` (of the params and of each
+  state field), the initial ``params``, ``steps`` and a ``tolerance``;
+* a step: ``t`` (1 for the first), ``grads`` (fed in), and ``params`` and ``state`` after it.
+
+Numbers: the shortest decimal that round-trips to the binary64 value (Python's ``repr``,
+what ``json.dumps`` writes), so any correctly rounding parser (C's ``strtod``, Rust's
+``f64::from_str``) recovers every bit. A float32 value is written as the binary64 number
+equal to it; parsing it as a double and converting to float is then exact. Non-finite values
+are the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
+
+Inputs are exact: every initial parameter and gradient is a small integer times a power of two
+(from a fixed integer generator), so the files do not depend on any random number library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .adal import AdaL
+from .adam import Adam
+from .ndadam import NDAdam
+from .sgd import SGD
+from ._vectors_schema import SchemaError, validate
+from .testing._probe import lcg_uniforms
+
+__all__ = ["FORMAT", "VERSION", "CASES", "write", "check", "load", "schema", "canonical_dir"]
+
+FORMAT = "refimpl-vectors"
+VERSION = 1
+STEPS = 20
+ALGORITHMS = {"Adam": Adam, "NDAdam": NDAdam, "AdaL": AdaL, "SGD": SGD}
+FILES = {"Adam": "adam.json", "NDAdam": "ndadam.json", "AdaL": "adal.json", "SGD": "sgd.json"}
+NUMBER_ENCODING = ("JSON numbers: the shortest decimal that round-trips to the IEEE-754 binary64 value; "
+                   "float32 values are written as the binary64 number equal to them (parse as double, convert "
+                   "to float: exact); non-finite values are the strings \"NaN\", \"Infinity\", \"-Infinity\". "
+                   "Arrays are flat, row-major, with shapes given once per case.")
+DESCRIPTIONS = {
+    "Adam": "refimpl.Adam: Algorithm 1 of Kingma & Ba and every convention option (epsilon hat, epsilon in the "
+            "root, bias correction, AMSGrad on v or v_hat, L2 / decoupled / uncoupled weight decay, step offset).",
+    "NDAdam": "refimpl.NDAdam: w (2x2) holds two weight vectors (its columns, vector_axes {\"w\": [0]}); b is a "
+              "scalar parameter that gets Adam.",
+    "AdaL": "refimpl.AdaL: Adam on the transformed gradient ||g||_1 g, with every option of its description.",
+    "SGD": "refimpl.SGD: torch.optim.SGD semantics (momentum buffer starting at g_1, dampening, Nesterov, L2).",
+}
+
+
+def canonical_dir():
+    """The vectors shipped in the package (a ``Traversable`` directory)."""
+    return resources.files("refimpl") / "vectors"
+
+
+def schema() -> dict:
+    """The JSON Schema of the format."""
+    return json.loads((canonical_dir() / "schema.json").read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- the cases
+
+
+class Case(NamedTuple):
+    id: str
+    description: str
+    algorithm: str
+    hyperparameters: dict
+    dtype: str
+    stream: str = "normal"       # which gradient stream (see _gradients)
+    scale: int = 0               # gradients multiplied by 2**scale
+
+
+def _init_params() -> dict:
+    return {"w": [[0.5, -1.25], [0.75, 2.0]], "b": [1.0]}
+
+
+def _gradients(stream: str, scale: int, steps: int) -> list[dict]:
+    noise = lcg_uniforms(5 * steps, seed=7)
+    out = []
+    for t in range(1, steps + 1):
+        n = noise[5 * (t - 1): 5 * t]
+        w = [[2 * n[0], 2 * n[1]], [2 * n[2], 2 * n[3]]]
+        b = [n[4] + 0.25]
+        if stream == "zeros" and (t <= 5 or t > steps - 5):
+            w, b = [[0.0, 0.0], [0.0, 0.0]], [0.0]             # zero gradients first and last
+        if stream == "spread":                                 # magnitudes from 2**-30 to 2**30
+            w = [[w[0][0] * 2.0**-30, w[0][1] * 2.0**-26], [w[1][0], w[1][1] * 2.0**26]]
+            b = [b[0] * 2.0**30]
+        f = 2.0**scale
+        out.append({"w": [[x * f for x in row] for row in w], "b": [x * f for x in b]})
+    return out
+
+
+def _cases() -> list[Case]:
+    cases = []
+
+    def add(algorithm, what, description, hyper, *, dtypes=("float64",), stream="normal", scale=0):
+        for dtype in dtypes:
+            sc = scale if dtype == "float64" else int(math.copysign(20, scale)) if scale else 0
+            cases.append(Case(f"{algorithm.lower()}/{what}/{dtype}", description, algorithm, hyper, dtype, stream, sc))
+
+    both = ("float64", "float32")
+    lr = {"lr": 0.01}
+    add("Adam", "default", "Algorithm 1 of Kingma & Ba (PyTorch, optax)", lr, dtypes=both)
+    add("Adam", "eps_hat", "epsilon hat, Kingma & Ba's efficient form (TF1, Keras)", lr | {"eps_hat": True}, dtypes=both)
+    add("Adam", "eps_root", "epsilon also inside the square root (optax's eps_root)", lr | {"eps_root": 1e-8})
+    add("Adam", "no_bias_correction", "no bias correction", lr | {"bias_correction": False})
+    add("Adam", "amsgrad_v", "AMSGrad on the raw v (PyTorch, Keras)", lr | {"amsgrad": True}, dtypes=both)
+    add("Adam", "amsgrad_v_hat", "AMSGrad on the bias-corrected v (optax)",
+        lr | {"amsgrad": True, "amsgrad_max_of": "v_hat"})
+    add("Adam", "l2", "L2 weight decay in the gradient (torch.optim.Adam)", lr | {"weight_decay": 0.1})
+    add("Adam", "decoupled", "decoupled weight decay scaled by lr (torch AdamW, optax adamw)",
+        lr | {"weight_decay": 0.1, "decoupled_weight_decay": True})
+    add("Adam", "decoupled_uncoupled", "decoupled weight decay not scaled by lr (Loshchilov & Hutter)",
+        lr | {"weight_decay": 0.01, "decoupled_weight_decay": True, "couple_weight_decay": False})
+    add("Adam", "t_offset_minus_1", "bias corrections with t - 1, skipped at 0 (a counter starting at 0)",
+        lr | {"t_offset": -1})
+    add("Adam", "t_offset_plus_1", "bias corrections with t + 1 (a counter one ahead)", lr | {"t_offset": 1})
+    add("Adam", "beta1_zero", "beta1 = 0 (RMSProp with bias correction)", lr | {"beta1": 0.0}, dtypes=both)
+    add("Adam", "zero_grads", "zero gradients for the first and last 5 steps", lr, dtypes=both, stream="zeros")
+    add("Adam", "huge", "gradients times 2**200 (float32: 2**20)", lr, dtypes=both, scale=200)
+    add("Adam", "tiny", "gradients times 2**-200 (float32: 2**-20): epsilon dominates", lr, dtypes=both, scale=-200)
+    add("Adam", "first_step_spread", "gradient magnitudes from 2**-30 to 2**30: the first step is about lr * "
+        "sign(g) except where |g| is near eps", {"lr": 1.0}, stream="spread")
+
+    nd = {"vector_axes": {"w": (0,)}, "lr_vector": 0.05, "lr_scalar": 0.01}
+    add("NDAdam", "default", "the paper's ND-Adam", nd, dtypes=both)
+    add("NDAdam", "eps_hat", "epsilon as in the official PyTorch code", nd | {"eps_hat": True})
+    add("NDAdam", "weight_decay_scalar", "L2 weight decay on the scalar parameter", nd | {"weight_decay_scalar": 0.1})
+    add("NDAdam", "beta1_zero", "beta1 = 0", nd | {"beta1": 0.0})
+    add("NDAdam", "zero_grads", "zero gradients for the first and last 5 steps", nd, stream="zeros")
+    add("NDAdam", "huge", "gradients times 2**200", nd, scale=200)
+    add("NDAdam", "tiny", "gradients times 2**-200", nd, scale=-200)
+
+    al = {"lr": 0.01}
+    add("AdaL", "default", "the described AdaL: global l1 norm, epsilon in the preconditioner, lr / sqrt(t)",
+        al, dtypes=both)
+    add("AdaL", "per_tensor", "one l1 norm per array", al | {"norm": "per_tensor"})
+    add("AdaL", "per_element", "|g| per element", al | {"norm": "per_element"})
+    add("AdaL", "eps_denominator", "Adam's epsilon placement", al | {"eps_mode": "denominator"})
+    add("AdaL", "lr_decay_none", "a constant lr", al | {"lr_decay": "none"})
+    add("AdaL", "no_bias_correction", "no bias correction", al | {"bias_correction": False})
+    add("AdaL", "beta1_zero", "beta1 = 0", al | {"beta1": 0.0})
+    add("AdaL", "zero_grads", "zero gradients first and last: the guard where v_hat = 0", al, dtypes=both,
+        stream="zeros")
+    add("AdaL", "huge", "gradients times 2**200 (float32: 2**20)", al, dtypes=both, scale=200)
+    add("AdaL", "tiny", "gradients times 2**-200 (float32: 2**-20)", al, dtypes=both, scale=-200)
+
+    add("SGD", "plain", "gradient descent", {"lr": 0.01}, dtypes=both)
+    add("SGD", "momentum", "heavy-ball momentum", {"lr": 0.01, "momentum": 0.9}, dtypes=both)
+    add("SGD", "dampening", "momentum with dampening", {"lr": 0.01, "momentum": 0.9, "dampening": 0.5})
+    add("SGD", "nesterov", "Nesterov momentum", {"lr": 0.01, "momentum": 0.9, "nesterov": True})
+    add("SGD", "weight_decay", "momentum and L2 weight decay", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01})
+    add("SGD", "zero_grads", "zero gradients first and last", {"lr": 0.01, "momentum": 0.9}, stream="zeros")
+    return cases
+
+
+CASES = _cases()
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _encode_number(x: float):
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _decode_number(x) -> float:
+    if isinstance(x, str):
+        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[x]
+    return float(x)
+
+
+def encode_array(a: np.ndarray) -> list:
+    """A flat list of JSON-ready numbers, row-major; float32 values exactly, as binary64."""
+    return [_encode_number(float(x)) for x in np.asarray(a, dtype=np.float64).reshape(-1)]
+
+
+def decode_array(data: list, shape, dtype: str, where: str) -> np.ndarray:
+    """The array a list of :func:`encode_array` stands for; checks length and float32 exactness."""
+    shape = tuple(shape)
+    if len(data) != math.prod(shape):
+        raise ValueError(f"{where}: {len(data)} numbers for shape {list(shape)} ({math.prod(shape)} expected)")
+    a = np.array([_decode_number(x) for x in data], dtype=np.float64).reshape(shape)
+    out = a.astype(dtype)
+    if not np.array_equal(out.astype(np.float64), a, equal_nan=True):
+        raise ValueError(f"{where}: holds a number that is not a {dtype} value")
+    return out
+
+
+def _hyper_json(opt) -> dict:
+    out = {}
+    for f in dataclasses.fields(opt):
+        value = getattr(opt, f.name)
+        out[f.name] = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
+    return out
+
+
+def _hyper_from_json(algorithm: str, hyper: dict, where: str):
+    cls = ALGORITHMS[algorithm]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(hyper) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown hyperparameter(s) {unknown} for {algorithm}")
+    kwargs = {k: ({n: tuple(a) for n, a in v.items()} if isinstance(v, dict) else v) for k, v in hyper.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: not a valid {algorithm}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- computing
+
+
+def _tolerance(dtype: str) -> float:
+    return 1024 * float(np.finfo(dtype).eps) / 2
+
+
+def _state_trees(state) -> dict:
+    return {f: getattr(state, f) for f in state._fields[1:]}
+
+
+def compute(case: Case, steps: int = STEPS) -> dict:
+    """The JSON object of one case (computed now, by refimpl)."""
+    opt = ALGORITHMS[case.algorithm](**case.hyperparameters)
+    dt = np.dtype(case.dtype)
+    params = {k: np.array(v, dtype=dt) for k, v in _init_params().items()}
+    state = opt.init(params)
+    shapes_state = {f: (None if tree is None else {k: list(x.shape) for k, x in tree.items()})
+                    for f, tree in _state_trees(state).items()}
+    out = {"id": case.id, "description": case.description, "dtype": case.dtype,
+           "hyperparameters": _hyper_json(opt),
+           "shapes": {"params": {k: list(x.shape) for k, x in params.items()}, "state": shapes_state},
+           "params": {k: encode_array(x) for k, x in params.items()}, "steps": [],
+           "tolerance": {"rtol": _tolerance(case.dtype)}}
+    with np.errstate(all="raise"):  # a canonical case must stay finite and never overflow
+        for t, g in enumerate(_gradients(case.stream, case.scale, steps), start=1):
+            grads = {k: np.array(v, dtype=dt) for k, v in g.items()}
+            params, state = opt.step(params, grads, state)
+            out["steps"].append({
+                "t": t, "grads": {k: encode_array(x) for k, x in grads.items()},
+                "params": {k: encode_array(x) for k, x in params.items()},
+                "state": {f: (None if tree is None else {k: encode_array(x) for k, x in tree.items()})
+                          for f, tree in _state_trees(state).items()}})
+    return out
+
+
+def documents(steps: int = STEPS, progress: Callable | None = None) -> dict[str, dict]:
+    """``{file name: JSON object}`` for every algorithm."""
+    docs = {}
+    for algorithm, name in FILES.items():
+        docs[name] = {"format": FORMAT, "version": VERSION, "algorithm": algorithm,
+                      "description": DESCRIPTIONS[algorithm], "number_encoding": NUMBER_ENCODING, "cases": []}
+    for case in CASES:
+        docs[FILES[case.algorithm]]["cases"].append(compute(case, steps))
+        if progress is not None:
+            progress(case.id)
+    return docs
+
+
+def dumps(obj, indent: int = 0, width: int = 240) -> str:
+    """JSON with every value that fits in ``width`` characters on one line (arrays of numbers,
+    a step's gradients...), and the structure around them indented."""
+    pad, inner = " " * indent, " " * (indent + 1)
+    flat = json.dumps(obj, allow_nan=False)
+    if len(flat) <= width or not isinstance(obj, (dict, list)):
+        return flat
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {dumps(v, indent + 1, width)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if any(isinstance(x, (dict, list)) for x in obj):
+        return "[\n" + ",\n".join(inner + dumps(x, indent + 1, width) for x in obj) + "\n" + pad + "]"
+    return flat
+
+
+def write(directory, *, steps: int = STEPS, progress: Callable | None = None) -> list[Path]:
+    """Write the vectors and ``schema.json`` into ``directory`` (created if needed); the paths written."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive int")
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{os.fspath(directory)!r} exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, doc in documents(steps, progress).items():
+        (directory / name).write_text(dumps(doc) + "\n", encoding="utf-8")
+        written.append(directory / name)
+    (directory / "schema.json").write_text((canonical_dir() / "schema.json").read_text(encoding="utf-8"),
+                                           encoding="utf-8")
+    written.append(directory / "schema.json")
+    return written
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+class Mismatch(NamedTuple):
+    file: str
+    case: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.case}: {self.message}" if self.case else f"{self.file}: {self.message}"
+
+
+class Report(NamedTuple):
+    files: int
+    cases: int
+    values: int          # numbers compared
+    exact: int           # of which bitwise equal
+    mismatches: list     # of Mismatch
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def load(path) -> dict:
+    """Read and validate one vectors file; ``ValueError`` says what and where if it is malformed."""
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {path.name}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path.name} is not JSON: {e}") from None
+    if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
+        raise ValueError(f"{path.name} has format version {doc.get('version')!r}; this refimpl reads version {VERSION}")
+    try:
+        validate(doc, schema())
+    except SchemaError as e:
+        raise ValueError(f"{path.name} does not follow the vectors schema: {e}") from None
+    return doc
+
+
+def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list) -> list[Mismatch]:
+    cid = case["id"]
+    where = f"{name}: {cid}"
+    opt = _hyper_from_json(algorithm, case["hyperparameters"], where)
+    dtype = case["dtype"]
+    shapes = case["shapes"]
+    if set(case["params"]) != set(shapes["params"]):
+        raise ValueError(f"{where}: params has keys {sorted(case['params'])} but shapes.params has "
+                         f"{sorted(shapes['params'])}")
+    params = {k: decode_array(v, shapes["params"][k], dtype, f"{where}: params[{k!r}]") for k, v in case["params"].items()}
+    state = opt.init(params)
+    fields = list(state._fields[1:])
+    if set(shapes["state"]) != set(fields):
+        raise ValueError(f"{where}: shapes.state has fields {sorted(shapes['state'])}; {algorithm} has {fields}")
+    rtol = case["tolerance"]["rtol"]
+    out = []
+    scale = {("params", k): float(np.max(np.abs(x), initial=0.0)) for k, x in params.items()}
+    for i, step in enumerate(case["steps"]):
+        t = step["t"]
+        if t != i + 1:
+            raise ValueError(f"{where}: steps[{i}] has t={t}; the steps must be numbered 1, 2, 3, ...")
+        grads = {k: decode_array(step["grads"].get(k, []), shapes["params"][k], dtype,
+                                 f"{where}: steps[{i}].grads[{k!r}]") for k in shapes["params"]}
+        with np.errstate(all="ignore"):
+            params, state = opt.step(params, grads, state)
+        got = {("params", k): x for k, x in params.items()}
+        for f in fields:
+            tree = getattr(state, f)
+            if (tree is None) != (step["state"].get(f) is None) or (tree is None) != (shapes["state"][f] is None):
+                raise ValueError(f"{where}: steps[{i}].state.{f} is {'null' if step['state'].get(f) is None else 'given'} "
+                                 f"but this configuration {'keeps no' if tree is None else 'keeps a'} {f}")
+            if tree is not None:
+                got.update({(f, k): x for k, x in tree.items()})
+        for (field, k), x in got.items():
+            src = step["params"] if field == "params" else step["state"][field]
+            shape = shapes["params"][k] if field == "params" else shapes["state"][field].get(k, [])
+            if k not in src:
+                raise ValueError(f"{where}: steps[{i}].{'params' if field == 'params' else 'state.' + field} "
+                                 f"has no {k!r}")
+            want = decode_array(src[k], shape, dtype, f"{where}: steps[{i}].{field}[{k!r}]")
+            same = (x == want) | (np.isnan(x) & np.isnan(want))
+            counts[0] += x.size
+            counts[1] += int(same.sum())
+            s = scale[(field, k)] = max(scale.get((field, k), 0.0), float(np.max(np.abs(want), initial=0.0)))
+            if same.all():
+                continue
+            with np.errstate(all="ignore"):
+                err = np.where(same, 0.0, np.abs(x.astype(np.float64) - want.astype(np.float64)))
+            err = np.where(np.isnan(err), np.inf, err)
+            j = np.unravel_index(int(np.argmax(err)), x.shape)
+            e = float(err[j])
+            tol = t * rtol * s
+            if exact or not e <= tol:
+                kind = "differs" if e <= tol else "differs beyond the tolerance"
+                out.append(Mismatch(name, cid, f"step {t}: {field}[{k!r}][{', '.join(map(str, j))}] {kind}: file "
+                                               f"{float(want[j])!r}, refimpl {float(x[j])!r} (abs err {e:.3g}, "
+                                               f"tolerance {tol:.3g})"))
+    return out
+
+
+def check(directory, *, exact: bool = False, progress: Callable | None = None) -> Report:
+    """Recompute every case of every ``*.json`` in ``directory`` (``schema.json`` aside) and report
+    each difference: beyond each case's tolerance, or any bit with ``exact=True``."""
+    if isinstance(directory, (str, os.PathLike)):
+        directory = Path(directory)   # else a Traversable: the package's own directory
+    if not directory.is_dir():
+        raise ValueError(f"{str(directory)!r} is not a directory")
+    paths = sorted(p for p in directory.iterdir() if p.name.endswith(".json") and p.name != "schema.json")
+    if not paths:
+        raise ValueError(f"{str(directory)!r} holds no vectors (*.json besides schema.json)")
+    mismatches, counts, ncases = [], [0, 0], 0
+    for path in paths:
+        try:
+            doc = load(path)
+        except ValueError as e:
+            mismatches.append(Mismatch(path.name, "", str(e)))
+            continue
+        ids = [c["id"] for c in doc["cases"]]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            mismatches.append(Mismatch(path.name, "", f"duplicate case ids {dupes}"))
+        for case in doc["cases"]:
+            ncases += 1
+            try:
+                mismatches.extend(_check_case(path.name, doc["algorithm"], case, exact, counts))
+            except ValueError as e:
+                mismatches.append(Mismatch(path.name, case["id"], str(e).split(": ", 2)[-1]))
+            if progress is not None:
+                progress(case["id"])
+    return Report(len(paths), ncases, counts[0], counts[1], mismatches)
+
+

@@ -1,0 +1,45 @@
+r"""refimpl as an oracle: does an optimizer compute Adam, and if not, which convention does it compute?
+
+>>> import numpy as np
+>>> from refimpl.testing import diagnose, from_step, probe
+>>> def my_adam(theta, g, state, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):   # TF1-style, on one array
+...     t, m, v = state
+...     t, m, v = t + 1, b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+...     return theta - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps), (t, m, v)
+>>> candidate = from_step(my_adam, init=lambda p: (0, 0 * p, 0 * p), hyperparameters={"lr": 1e-2})
+>>> params, grads = probe()          # inputs built to tell every pair of conventions apart
+>>> print(diagnose(candidate, params["w"], [g["w"] for g in grads]).summary())
+matches Adam(eps_hat=True): the TF1/Keras convention (epsilon hat), max rel err 0
+
+* :func:`assert_matches` runs a candidate and a refimpl optimizer on the same gradients and
+  fails at the first step where they part, naming the parameter, the errors and the likely
+  convention.
+* :func:`diagnose` runs the candidate against the whole grid of conventions of its family and
+  ranks them (:class:`Diagnosis`).
+* Adapters make candidates of other libraries' optimizers: :func:`from_torch`,
+  :func:`from_optax`, :func:`from_keras`, and :func:`from_step` for any function
+  ``fn(params, grads, state) -> (params, state)``. Each imports its library only when called.
+* :func:`probe` makes the default inputs of :func:`diagnose`, built to tell every pair of
+  conventions apart; :func:`compat_table` measures the peers installed here.
+
+Only the parameters are compared (a candidate's state is its own business); the tolerance is
+explained in :mod:`refimpl.testing._compare`: at step :math:`t`, the largest error of each
+parameter array is at most ``atol + rtol * S_t``, where :math:`S_t` is the array's initial size
+plus the distance it has travelled, and ``rtol`` defaults to :math:`2^{11} T u` (:math:`T`
+steps, :math:`u` the unit roundoff).
+"""
+
+from ._adapters import from_keras, from_optax, from_step, from_torch
+from ._compare import Divergence, default_rtol
+from ._diagnose import Diagnosis, Match, assert_matches, diagnose
+from ._probe import probe
+from ._run import CandidateError
+
+__all__ = ["assert_matches", "diagnose", "Diagnosis", "Match", "Divergence", "CandidateError",
+           "from_torch", "from_optax", "from_keras", "from_step", "probe", "default_rtol", "compat_table"]
+
+
+def compat_table(steps: int = 100, *, progress=None) -> str:
+    """The compatibility table of the peers installed here, as Markdown (see ``python -m refimpl compat``)."""
+    from .._compat import compat_table as _table
+    return _table(steps=steps, progress=progress)

@@ -1,0 +1,343 @@
+"""Adapters that turn other libraries' optimizers into candidates (``init`` and ``step``).
+
+Each adapter imports its library only when called; a missing library raises ``ImportError``
+saying what to install. Every adapter also declares ``hyperparameters`` (the numbers it
+computes with, read from the library after construction) and ``family`` (``"adam"``/``"sgd"``),
+so that :func:`~refimpl.testing.diagnose` builds its grid on the right numbers.
+
+The candidate protocol is pure on the outside: ``step`` receives NumPy parameters and
+gradients and returns new NumPy parameters; the peer's own state (a PyTorch optimizer, an optax
+state, a Keras optimizer) travels as the opaque ``state``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._core import _SINGLE, _describe
+
+__all__ = ["from_torch", "from_optax", "from_keras", "from_step"]
+
+PEERS_EXTRA = "pip install 'refimpl[peers]'"
+
+
+def _require(module: str, adapter: str, install: str = PEERS_EXTRA):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{adapter} needs {module}, which cannot be imported here ({e}); install it with "
+                          f"`{install}`") from None
+
+
+def _flat(tree) -> dict:
+    return dict(tree) if isinstance(tree, Mapping) else {_SINGLE: tree}
+
+
+def _unflat(flat: dict, like) -> Any:
+    return dict(flat) if isinstance(like, Mapping) else flat[_SINGLE]
+
+
+def _call(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _number(x) -> float:
+    """A Python float from a peer's scalar (a float, an int, a 0-d tensor...)."""
+    return float(np.asarray(x))
+
+
+# ----------------------------------------------------------------------------- from_step
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepCandidate:
+    """A candidate made of plain functions (see :func:`from_step`)."""
+
+    fn: Callable
+    init_fn: Callable | None = None
+    hyperparameters: dict | None = None
+    family: str | None = None
+    name: str = ""
+
+    def init(self, params):
+        return None if self.init_fn is None else self.init_fn(params)
+
+    def step(self, params, grads, state):
+        return self.fn(params, grads, state)
+
+
+def from_step(fn: Callable, init: Callable | None = None, *, hyperparameters: Mapping | None = None,
+              family: str | None = None, name: str | None = None) -> StepCandidate:
+    """A candidate from a function ``fn(params, grads, state) -> (params, state)``.
+
+    ``init(params) -> state`` makes the first state (default: the state is ``None`` at the
+    first step, as in CS231n-style ``adam(w, dw, config=None)``). ``hyperparameters`` (e.g.
+    ``{"lr": 1e-2, "beta1": 0.9}``) and ``family`` tell :func:`diagnose` what to build its grid
+    on; ``name`` is how reports call it (default: the function's name).
+
+    >>> import numpy as np
+    >>> from refimpl.testing import from_step
+    >>> sgd = from_step(lambda p, g, s: (p - 0.1 * g, s), hyperparameters={"lr": 0.1}, family="sgd")
+    >>> p, s = sgd.step(np.ones(2), np.ones(2), sgd.init(np.ones(2)))
+    >>> p
+    array([0.9, 0.9])
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a function fn(params, grads, state) -> (params, state), got {_describe(fn)}")
+    if init is not None and not callable(init):
+        raise TypeError(f"init must be a function params -> state (or None), got {_describe(init)}; to start "
+                        f"from a fixed state use init=lambda params: state")
+    if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
+        raise TypeError(f"hyperparameters must be a dict such as {{'lr': 0.01}}, got {_describe(hyperparameters)}")
+    if family is not None and family not in ("adam", "sgd"):
+        raise ValueError(f"family={family!r} must be 'adam', 'sgd' or None")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {_describe(name)}")
+    label = name or f"from_step({getattr(fn, '__qualname__', None) or type(fn).__name__})"
+    return StepCandidate(fn, init, None if hyperparameters is None else dict(hyperparameters), family, label)
+
+
+# ----------------------------------------------------------------------------- PyTorch
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TorchCandidate:
+    """A ``torch.optim`` optimizer class and its keyword arguments (see :func:`from_torch`)."""
+
+    optimizer_class: type
+    kwargs: dict
+    hyperparameters: dict | None
+    family: str | None
+    name: str
+
+    def init(self, params):
+        import torch
+        tensors = {k: torch.nn.Parameter(torch.tensor(np.asarray(x))) for k, x in _flat(params).items()}
+        return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
+
+    def step(self, params, grads, state):
+        import torch
+        opt, tensors = state
+        g = _flat(grads)
+        with torch.no_grad():
+            for k, x in _flat(params).items():
+                tensors[k].copy_(torch.from_numpy(np.asarray(x)))
+        for k, p in tensors.items():
+            p.grad = torch.tensor(np.asarray(g[k]))
+        opt.step()
+        return _unflat({k: p.detach().numpy().copy() for k, p in tensors.items()}, params), state
+
+
+def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
+    """A candidate from a PyTorch optimizer class and its keyword arguments.
+
+    ``from_torch(torch.optim.AdamW, lr=1e-2, weight_decay=0.1)`` builds a fresh optimizer over
+    tensors of the params' dtype at ``init`` and runs ``optimizer.step()`` at every step, with
+    the gradient in ``.grad``. The keyword arguments are checked at once, by PyTorch.
+    """
+    torch = _require("torch", "from_torch")
+    if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)):
+        hint = (" (an instance: give the class and its keyword arguments)"
+                if isinstance(optimizer_class, torch.optim.Optimizer) else "")
+        raise TypeError(f"optimizer_class must be a torch.optim.Optimizer subclass such as torch.optim.Adam, "
+                        f"got {_describe(optimizer_class)}{hint}")
+    if "params" in kwargs:
+        raise TypeError("from_torch makes the parameters itself; do not pass params=")
+    try:
+        probe = optimizer_class([torch.zeros(1, dtype=torch.float64, requires_grad=True)], **kwargs)
+    except Exception as e:  # noqa: BLE001 - PyTorch raises TypeError, ValueError, ...
+        raise type(e)(f"{optimizer_class.__name__}({_call(kwargs)}) was rejected by PyTorch: {e}") from None
+    group = probe.param_groups[0]
+    family = hyper = None
+    if issubclass(optimizer_class, torch.optim.Adam) or "betas" in group:
+        family = "adam" if issubclass(optimizer_class, torch.optim.Adam) else None
+        beta1, beta2 = group["betas"]
+        hyper = {"lr": _number(group["lr"]), "beta1": _number(beta1), "beta2": _number(beta2),
+                 "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
+    elif issubclass(optimizer_class, torch.optim.SGD):
+        family = "sgd"
+        hyper = {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
+                 "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
+                 "nesterov": bool(group["nesterov"])}
+    name = f"torch.optim.{optimizer_class.__name__}({_call(kwargs)})"
+    return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name)
+
+
+# ----------------------------------------------------------------------------- optax
+
+
+_OPTAX_FAMILIES = {"adam": "adam", "adamw": "adam", "amsgrad": "adam", "nadam": "adam", "nadamw": "adam",
+                   "sgd": "sgd"}
+_OPTAX_NAMES = {"learning_rate": "lr", "b1": "beta1", "b2": "beta2", "eps": "eps", "eps_root": "eps_root",
+                "weight_decay": "weight_decay", "momentum": "momentum", "nesterov": "nesterov"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OptaxCandidate:
+    """An optax ``GradientTransformation`` (see :func:`from_optax`)."""
+
+    transformation: Any
+    hyperparameters: dict | None
+    family: str | None
+    name: str
+
+    def _precision(self, tree):
+        """float64 needs JAX's x64 mode: switched on for the call only, never globally."""
+        import jax
+        wide = any(np.asarray(x).dtype == np.float64 for x in _flat(tree).values())
+        return jax.enable_x64(True) if wide else contextlib.nullcontext()
+
+    def init(self, params):
+        import jax.numpy as jnp
+        with self._precision(params):
+            return self.transformation.init(_unflat({k: jnp.asarray(x) for k, x in _flat(params).items()}, params))
+
+    def step(self, params, grads, state):
+        import jax.numpy as jnp
+        import optax
+        with self._precision(params):
+            p = _unflat({k: jnp.asarray(x) for k, x in _flat(params).items()}, params)
+            g = _unflat({k: jnp.asarray(x) for k, x in _flat(grads).items()}, params)
+            updates, state = self.transformation.update(g, state, p)
+            new = optax.apply_updates(p, updates)
+            return _unflat({k: np.asarray(x) for k, x in _flat(new).items()}, params), state
+
+
+def _optax_name(optax, factory) -> str:
+    for name, value in vars(optax).items():
+        if value is factory:
+            return name
+    return getattr(factory, "__name__", None) or getattr(getattr(factory, "func", None), "__name__", "transform")
+
+
+def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **kwargs) -> OptaxCandidate:
+    """A candidate from an optax transformation, or from an optax factory and its arguments.
+
+    * ``from_optax(optax.adam(1e-2))``: the transformation as it is. optax does not say which
+      numbers it was built with: pass ``hyperparameters={"lr": 1e-2, ...}`` for
+      :func:`diagnose`, or use the second form.
+    * ``from_optax(optax.adam, learning_rate=1e-2, b1=0.9)``: the adapter builds the
+      transformation and knows its hyperparameters (those not given take the factory's defaults).
+
+    float64 parameters run under ``jax.enable_x64(True)`` for each call only.
+    """
+    optax = _require("optax", "from_optax")
+    _require("jax", "from_optax")
+    is_tx = callable(getattr(transformation, "init", None)) and callable(getattr(transformation, "update", None))
+    if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
+        raise TypeError(f"hyperparameters must be a dict such as {{'lr': 0.01}}, got {_describe(hyperparameters)}")
+    if is_tx:
+        if kwargs:
+            raise TypeError(f"keyword arguments ({_call(kwargs)}) go with a factory, as in "
+                            f"from_optax(optax.adam, learning_rate=0.01); this is a built transformation")
+        family = None
+        hyper = None if hyperparameters is None else dict(hyperparameters)
+        return OptaxCandidate(transformation, hyper, family, "optax transformation")
+    if not callable(transformation):
+        raise TypeError(f"transformation must be an optax GradientTransformation (optax.adam(1e-3)) or a factory "
+                        f"(optax.adam) with its keyword arguments, got {_describe(transformation)}")
+    name = _optax_name(optax, transformation)
+    try:
+        bound = inspect.signature(transformation).bind(**kwargs)
+    except TypeError as e:
+        raise TypeError(f"optax.{name}({_call(kwargs)}): {e}") from None
+    try:
+        tx = transformation(**kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise type(e)(f"optax.{name}({_call(kwargs)}) raised: {e}") from None
+    bound.apply_defaults()
+    values = {_OPTAX_NAMES[k]: v for k, v in bound.arguments.items() if k in _OPTAX_NAMES}
+    family = _OPTAX_FAMILIES.get(name)
+    hyper = dict(hyperparameters) if hyperparameters is not None else None
+    if hyper is None and family == "adam" and all(isinstance(v, (int, float)) for v in values.values()):
+        hyper = {k: float(values.get(k, d)) for k, d in
+                 (("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("eps_root", 0.0),
+                  ("weight_decay", 0.0))}
+    elif hyper is None and family == "sgd":
+        momentum = values.get("momentum")
+        hyper = {"lr": float(values["lr"]), "momentum": float(momentum or 0.0), "dampening": 0.0,
+                 "weight_decay": 0.0, "nesterov": bool(values.get("nesterov", False))}
+    return OptaxCandidate(tx, hyper, family, f"optax.{name}({_call(kwargs)})")
+
+
+# ----------------------------------------------------------------------------- Keras
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KerasCandidate:
+    """A Keras 3 optimizer class and its keyword arguments (see :func:`from_keras`)."""
+
+    optimizer_class: type
+    kwargs: dict
+    hyperparameters: dict | None
+    family: str | None
+    name: str
+
+    def _precision(self, tree):
+        import keras
+        wide = any(np.asarray(x).dtype == np.float64 for x in _flat(tree).values())
+        if wide and keras.backend.backend() == "jax":
+            import jax
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
+
+    def init(self, params):
+        import keras
+        with self._precision(params):
+            variables = {k: keras.Variable(np.asarray(x), dtype=str(np.asarray(x).dtype), name=f"p{i}")
+                         for i, (k, x) in enumerate(_flat(params).items())}
+            opt = self.optimizer_class(**self.kwargs)
+            opt.build(list(variables.values()))
+        return opt, variables
+
+    def step(self, params, grads, state):
+        import keras
+        opt, variables = state
+        with self._precision(params):
+            g = _flat(grads)
+            for k, x in _flat(params).items():
+                variables[k].assign(np.asarray(x))
+            pairs = [(keras.ops.convert_to_tensor(np.asarray(g[k]), dtype=str(np.asarray(g[k]).dtype)), v)
+                     for k, v in variables.items()]
+            opt.apply_gradients(pairs)
+            out = {k: np.array(np.asarray(v.value), copy=True) for k, v in variables.items()}
+        return _unflat(out, params), state
+
+
+def from_keras(optimizer_class, /, **kwargs) -> KerasCandidate:
+    """A candidate from a Keras 3 optimizer class and its keyword arguments.
+
+    Keras picks its backend when first imported: set ``KERAS_BACKEND=jax`` (or ``torch``)
+    before that. Keras keeps the learning rate in a float32 variable, whatever the dtype of the
+    parameters; the declared ``hyperparameters`` hold that float32 value, which is what Keras
+    computes with (``1e-3`` becomes ``0.0010000000474974513``).
+    """
+    keras = _require("keras", "from_keras", "pip install keras (and set KERAS_BACKEND=jax or torch before "
+                                           "importing it)")
+    if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
+        raise TypeError(f"optimizer_class must be a keras.optimizers.Optimizer subclass such as "
+                        f"keras.optimizers.Adam, got {_describe(optimizer_class)}")
+    try:
+        probe = optimizer_class(**kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise type(e)(f"{optimizer_class.__name__}({_call(kwargs)}) was rejected by Keras: {e}") from None
+    lr = _number(np.asarray(getattr(probe.learning_rate, "value", probe.learning_rate)))
+    family = hyper = None
+    wd = 0.0 if probe.weight_decay is None else float(probe.weight_decay)
+    if isinstance(probe, keras.optimizers.Adam):
+        family = "adam"
+        hyper = {"lr": lr, "beta1": float(probe.beta_1), "beta2": float(probe.beta_2), "eps": float(probe.epsilon),
+                 "eps_root": 0.0, "weight_decay": wd}
+    elif isinstance(probe, keras.optimizers.SGD):
+        family = "sgd"
+        hyper = {"lr": lr, "momentum": float(probe.momentum), "dampening": 0.0, "weight_decay": wd,
+                 "nesterov": bool(probe.nesterov)}
+    name = f"keras.optimizers.{optimizer_class.__name__}({_call(kwargs)})"
+    return KerasCandidate(optimizer_class, dict(kwargs), hyper, family, name)

@@ -1,0 +1,219 @@
+"""The grids of conventions that :func:`~refimpl.testing.diagnose` tries, with their names.
+
+Every entry is a complete refimpl configuration built from the candidate's numeric
+hyperparameters (``lr``, the betas, ``eps``, ...) and one choice per convention. Choices that
+compute the same thing for the given hyperparameters are listed once: without bias correction,
+epsilon hat is Algorithm 1 and the two AMSGrad maxima coincide; without weight decay the three
+decay modes are one; with ``eps = 0`` the three epsilon placements are one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import numbers
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from .._core import Optimizer, _describe, is_zero
+from ..adam import Adam
+from ..sgd import SGD
+
+__all__ = ["Convention", "FAMILIES", "HYPERPARAMETERS", "grid", "hyperparameters_of", "differences"]
+
+FAMILIES = {"adam": Adam, "sgd": SGD}
+HYPERPARAMETERS = {
+    "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay"),
+    "sgd": ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
+}
+
+
+class Convention(NamedTuple):
+    """One configuration of a grid: its short name, what it is, and the refimpl optimizer."""
+
+    label: str              # e.g. "Adam(eps_hat=True)"
+    description: str        # e.g. "the TF1/Keras convention (epsilon hat)"
+    optimizer: Optimizer
+
+
+def check_family(family) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} must be one of {', '.join(map(repr, FAMILIES))} (NDAdam and AdaL "
+                         f"have no convention grid: compare them with assert_matches and an explicit reference)")
+    return family
+
+
+def family_of(candidate) -> str | None:
+    """The family a candidate declares (adapters) or is (refimpl optimizers), else None."""
+    declared = getattr(candidate, "family", None)
+    if isinstance(declared, str) and declared in FAMILIES:
+        return declared
+    for name, cls in FAMILIES.items():
+        if isinstance(candidate, cls):
+            return name
+    return None
+
+
+def hyperparameters_of(family: str, given) -> tuple[dict, bool]:
+    """The numeric hyperparameters of ``family`` from ``given`` (a mapping, a refimpl optimizer
+    of the family, or None for the defaults); returns ``(values, assumed)``."""
+    cls = FAMILIES[family]
+    names = HYPERPARAMETERS[family]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+    if given is None:
+        return defaults, True
+    if isinstance(given, Optimizer):
+        if not isinstance(given, cls):
+            raise TypeError(f"hyperparameters is a {type(given).__name__} but family={family!r} needs "
+                            f"numbers for {', '.join(names)}")
+        return {n: getattr(given, n) for n in names}, False
+    if not isinstance(given, Mapping):
+        raise TypeError(f"hyperparameters must be a dict (keys among {', '.join(names)}) or a refimpl "
+                        f"{cls.__name__}, got {_describe(given)}")
+    unknown = sorted(set(given) - set(names), key=str)
+    if unknown:
+        raise ValueError(f"hyperparameters has unknown key(s) {unknown} for family={family!r}; "
+                         f"the keys are {', '.join(names)}")
+    values = dict(defaults, **given)
+    try:
+        cls(**values)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"hyperparameters={dict(given)!r} is not a valid {cls.__name__}: {e}") from None
+    return values, False
+
+
+def _number(x) -> str:
+    return repr(x) if isinstance(x, (numbers.Real, str)) else "<array>" if hasattr(x, "shape") else "<schedule>"
+
+
+def _label(cls_name: str, shown: dict) -> str:
+    return f"{cls_name}({', '.join(f'{k}={_number(v)}' for k, v in shown.items())})"
+
+
+# ----------------------------------------------------------------------------- Adam
+
+
+_EPS = {"after": "", "hat": "the TF1/Keras convention (epsilon hat)", "root": "epsilon inside the square root"}
+_AMSGRAD = {None: "", "v": "AMSGrad on the raw v: the PyTorch/Keras convention",
+            "v_hat": "AMSGrad on the bias-corrected v: the optax convention"}
+_DECAY = {"none": "", "l2": "L2 weight decay in the gradient: torch.optim.Adam's weight_decay",
+          "coupled": "decoupled weight decay scaled by lr: torch AdamW, optax adamw, Keras",
+          "uncoupled": "decoupled weight decay not scaled by lr: Loshchilov & Hutter's paper"}
+_T_OFFSET = {0: "", -1: "a step counter starting at 0 (bias corrections use t-1)",
+             1: "a step counter one ahead (bias corrections use t+1)"}
+_BASE = "Algorithm 1 of Kingma & Ba: the PyTorch/optax convention"
+
+
+def _adam_grid(h: dict) -> list[Convention]:
+    eps, wd = h["eps"], h["weight_decay"]
+    plain = lambda x: isinstance(x, numbers.Real)  # noqa: E731 - arrays/schedules: keep every choice
+    placements = ["after"] if plain(eps) and eps == 0 else ["after", "hat", "root"]
+    decays = ["none"] if is_zero(wd) else ["l2", "coupled", "uncoupled"]
+    swap_possible = plain(h["beta1"]) and plain(h["beta2"]) and h["beta1"] != h["beta2"]
+    out = []
+    for bias, swap in [(True, False), (False, False)] + ([(True, True)] if swap_possible else []):
+        for placement, amsgrad, decay, t_offset in itertools.product(placements, [None, "v", "v_hat"], decays,
+                                                                    [0, -1, 1]):
+            beta1, beta2 = (h["beta2"], h["beta1"]) if swap else (h["beta1"], h["beta2"])
+            would_v = not (plain(beta2) and beta2 == 0)                 # 1 - 0**t = 1: nothing to correct
+            would = would_v or not (plain(beta1) and beta1 == 0)
+            if not bias and not would:
+                continue  # switching off a correction that is 1 changes nothing
+            corrects_v, corrects = bias and would_v, bias and would
+            if (not corrects_v and (placement == "hat" or amsgrad == "v_hat")) or (not corrects and t_offset != 0):
+                continue  # identical to another entry when a bias correction is 1
+            if swap and (amsgrad is not None or t_offset != 0):
+                continue  # a mistake, tried on the plain conventions only
+            options = {}
+            if swap:
+                options.update(beta1=h["beta2"], beta2=h["beta1"])
+            if placement == "hat":
+                options["eps_hat"] = True
+            if placement == "root":
+                options.update(eps=0.0, eps_root=h["eps"] + h["eps_root"])
+            if not bias:
+                options["bias_correction"] = False
+            if amsgrad:
+                options.update(amsgrad=True, amsgrad_max_of=amsgrad)
+            if decay in ("coupled", "uncoupled"):
+                options["decoupled_weight_decay"] = True
+            if decay == "uncoupled":
+                options["couple_weight_decay"] = False
+            if t_offset:
+                options["t_offset"] = t_offset
+            shown = ({"weight_decay": wd} if decay != "none" else {}) | options
+            if placement != "root" and not is_zero(h["eps_root"]):
+                shown["eps_root"] = h["eps_root"]
+            if "amsgrad_max_of" in shown and shown["amsgrad_max_of"] == "v":
+                del shown["amsgrad_max_of"]  # the default
+            pieces = [p for p in (_EPS[placement], "" if bias else "no bias correction", _AMSGRAD[amsgrad],
+                                  _T_OFFSET[t_offset], "beta1 and beta2 swapped" if swap else "") if p]
+            if not pieces:
+                pieces = [_BASE]
+            if _DECAY[decay]:
+                pieces.append(_DECAY[decay])
+            out.append(Convention(_label("Adam", shown), "; ".join(pieces), Adam(**(h | options))))
+    return out
+
+
+# ----------------------------------------------------------------------------- SGD
+
+
+def _sgd_description(opt: SGD) -> str:
+    if is_zero(opt.momentum):
+        pieces = ["plain gradient descent"]
+    elif opt.nesterov:
+        pieces = ["Nesterov momentum: PyTorch's nesterov=True"]
+    elif not is_zero(opt.dampening):
+        pieces = ["momentum with dampening (an average of the gradients when dampening = momentum)"]
+    else:
+        pieces = ["heavy-ball momentum, the buffer starting at g_1: the PyTorch/optax convention"]
+    if not is_zero(opt.weight_decay):
+        pieces.append("L2 weight decay in the gradient")
+    return "; ".join(pieces)
+
+
+def _sgd_label(opt: SGD) -> str:
+    shown = {"momentum": opt.momentum, "dampening": opt.dampening, "nesterov": opt.nesterov,
+             "weight_decay": opt.weight_decay}
+    shown = {k: v for k, v in shown.items() if not (is_zero(v) or v is False)}
+    return _label("SGD", shown)
+
+
+def _sgd_grid(h: dict) -> list[Convention]:
+    variants = [dict(h)]
+    if not is_zero(h["momentum"]) and isinstance(h["momentum"], numbers.Real):
+        if is_zero(h["dampening"]):
+            variants.append(dict(h, nesterov=not h["nesterov"]))
+            if not h["nesterov"]:
+                variants.append(dict(h, dampening=h["momentum"] if h["momentum"] <= 1 else 1.0))
+        elif not h["nesterov"]:
+            variants.append(dict(h, dampening=0.0))
+    out = []
+    for v in variants:
+        opt = SGD(**v)
+        out.append(Convention(_sgd_label(opt), _sgd_description(opt), opt))
+    return out
+
+
+def grid(family: str, h: dict) -> list[Convention]:
+    """Every convention of ``family`` for the hyperparameters ``h``, the plainest first."""
+    return _adam_grid(h) if family == "adam" else _sgd_grid(h)
+
+
+def differences(a: Optimizer, b: Optimizer) -> list[str]:
+    """``["eps_hat=True (the reference has False)", ...]``: the fields where ``a`` differs from ``b``."""
+    if type(a) is not type(b):
+        return [f"{type(a).__name__} instead of {type(b).__name__}"]
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        same = x is y or (not hasattr(x, "shape") and not hasattr(y, "shape") and not callable(x) and x == y)
+        if not same:
+            out.append(f"{f.name}={_number(x)} (the reference has {_number(y)})")
+    return out
+
+
+def describe_hyperparameters(h: dict) -> str:
+    return ", ".join(f"{k}={_number(v)}" for k, v in h.items())
+

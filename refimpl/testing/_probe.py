@@ -1,0 +1,53 @@
+"""The default probe: initial parameters and a gradient stream that tell the conventions apart.
+
+Every number is a small integer times a power of two, produced by a fixed linear congruential
+generator in Python integers: exact in float32 and float64 and the same on every platform and
+NumPy version (NumPy's random distributions may change between versions; this does not).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["probe", "lcg_uniforms"]
+
+
+def lcg_uniforms(n: int, seed: int = 0) -> list[float]:
+    """``n`` numbers in [-0.5, 0.5), each a multiple of 2**-16 (Numerical Recipes' LCG)."""
+    x = (seed * 2654435761 + 12345) % 2**32
+    out = []
+    for _ in range(n):
+        x = (1664525 * x + 1013904223) % 2**32
+        out.append((x >> 16) / 2.0**16 - 0.5)
+    return out
+
+
+def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
+    """``(params, grads)`` for :func:`~refimpl.testing.diagnose`: a dict ``{"w": (2, 3), "b": (2,)}``
+    and a list of ``steps`` gradients. Each coordinate stresses one convention:
+
+    * ``w[0, 0]``: a steady positive gradient near 1 (bias correction, the step counter);
+    * ``w[0, 1]``: a gradient alternating in sign (the first moment cancels: beta1 vs beta2);
+    * ``w[0, 2]``: a gradient halving every 4 steps (the second moment shrinks: AMSGrad);
+    * ``w[1, 0]``, ``w[1, 1]``: gradients near 7e-9 and 1.2e-7, where epsilon (1e-8 in
+      PyTorch and optax, 1e-7 in Keras) is comparable to sqrt(v): epsilon's placement;
+    * ``w[1, 2]``: zero for 10 steps, then noise (zero gradients still decay the moments);
+    * ``b``: a small drift, and noise with a spike every 17 steps (AMSGrad's memory).
+
+    The parameters are of order 1, so weight decay (L2, decoupled, lr-coupled or not) shows.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive int")
+    dt = np.dtype(dtype)
+    if not np.issubdtype(dt, np.floating):
+        raise ValueError(f"dtype={dtype!r} must be a floating dtype")
+    noise = lcg_uniforms(8 * steps, seed)
+    params = {"w": np.array([[0.5, -1.5, 2.0], [-0.75, 1.25, -3.0]], dtype=dt), "b": np.array([1.0, -0.5], dtype=dt)}
+    grads = []
+    for t in range(1, steps + 1):
+        n = noise[8 * (t - 1): 8 * t]
+        w = [[1 + n[0], (-1) ** t * (1 + n[1]), (1 + n[2]) * 2.0 ** -(t // 4)],
+             [(1 + n[3]) * 2.0**-27, (1 + n[4]) * 2.0**-23, 0.0 if t <= 10 else 4 * n[5]]]
+        b = [0.25 + n[6] / 8, n[7] * (64 if t % 17 == 0 else 1)]
+        grads.append({"w": np.array(w, dtype=dt), "b": np.array(b, dtype=dt)})
+    return params, grads

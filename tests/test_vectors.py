@@ -1,0 +1,377 @@
+"""Golden vectors: the shipped set regenerates bit for bit, numbers round-trip exactly, the
+schema (and the small validator that checks it) hold, and `vectors check` reports every kind of
+mismatch and malformed file clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import refimpl
+from refimpl import _vectors
+from refimpl._cli import main
+from refimpl._vectors_schema import SchemaError, validate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "refimpl" / "vectors"
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vectors")
+    _vectors.write(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- the canonical set
+
+
+def test_the_shipped_set_is_what_the_code_computes_now(regenerated):
+    """A change of numerics cannot pass silently: regenerating must give the shipped files byte
+    for byte. If this fails after an intended change, regenerate with
+    `python -m refimpl vectors write refimpl/vectors` and review the diff."""
+    names = sorted(p.name for p in SHIPPED.glob("*.json"))
+    assert names == ["adal.json", "adam.json", "ndadam.json", "schema.json", "sgd.json"]
+    for name in names:
+        new, old = (regenerated / name).read_text(), (SHIPPED / name).read_text()
+        if new != old:
+            report = _vectors.check(SHIPPED, exact=True)
+            detail = "\n".join(map(str, report.mismatches[:10])) or "(formatting or metadata only)"
+            pytest.fail(f"{name} differs from what refimpl computes now; first differences:\n{detail}")
+
+
+def test_the_shipped_set_is_package_data_and_found_by_the_package():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "vectors/*.json" in pyproject["tool"]["setuptools"]["package-data"]["refimpl"]
+    found = sorted(p.name for p in _vectors.canonical_dir().iterdir() if p.name.endswith(".json"))
+    assert "schema.json" in found and "adam.json" in found
+
+
+def test_the_cases_cover_what_the_format_promises():
+    docs = {name: json.loads((SHIPPED / name).read_text()) for name in _vectors.FILES.values()}
+    cases = [c for d in docs.values() for c in d["cases"]]
+    assert {d["algorithm"] for d in docs.values()} == {"Adam", "NDAdam", "AdaL", "SGD"}
+    assert all(len(c["steps"]) >= 20 for c in cases)
+    for doc in docs.values():
+        assert {c["dtype"] for c in doc["cases"]} == {"float32", "float64"}, doc["algorithm"]
+    ids = [c["id"] for c in cases]
+    assert len(set(ids)) == len(ids)
+    # Every option of Adam takes each of its values in some case.
+    adam = [c["hyperparameters"] for c in docs["adam.json"]["cases"]]
+    for option, values in [("eps_hat", {True, False}), ("bias_correction", {True, False}),
+                           ("amsgrad", {True, False}), ("amsgrad_max_of", {"v", "v_hat"}),
+                           ("decoupled_weight_decay", {True, False}), ("couple_weight_decay", {True, False}),
+                           ("t_offset", {-1, 0, 1})]:
+        assert {h[option] for h in adam} == values, option
+    assert any(h["eps_root"] > 0 for h in adam) and any(h["weight_decay"] > 0 for h in adam)
+    assert any(h["beta1"] == 0 for h in adam)
+    adal = [c["hyperparameters"] for c in docs["adal.json"]["cases"]]
+    for option, values in [("norm", {"global", "per_tensor", "per_element"}),
+                           ("eps_mode", {"preconditioner", "denominator"}), ("lr_decay", {"inv_sqrt", "none"})]:
+        assert {h[option] for h in adal} == values, option
+    # Edge cases: zero gradients, huge and tiny magnitudes, in every algorithm's file where they apply.
+    for what in ("zero_grads", "huge", "tiny", "beta1_zero"):
+        assert any(f"/{what}/" in i for i in ids if i.startswith("adam/")), what
+    huge = next(c for c in cases if c["id"] == "adam/huge/float64")
+    assert max(abs(x) for x in huge["steps"][0]["grads"]["w"]) > 2.0**190
+    zeros = next(c for c in cases if c["id"] == "adal/zero_grads/float64")
+    assert all(x == 0 for x in zeros["steps"][0]["grads"]["w"]) and zeros["steps"][0]["params"] == zeros["params"]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def test_float64_round_trips_bit_for_bit():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**64, size=20000, dtype=np.uint64, endpoint=False)
+    special = np.array([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, 1 / 3,
+                        math.inf, -math.inf], dtype=np.float64)
+    x = np.concatenate([bits.view(np.float64), special])
+    x = x[~np.isnan(x)]                                       # NaN payloads are not promised, NaN is
+    text = json.dumps(_vectors.encode_array(x), allow_nan=False)
+    back = _vectors.decode_array(json.loads(text), x.shape, "float64", "test")
+    assert back.view(np.uint64).tolist() == x.view(np.uint64).tolist()
+    nan = _vectors.decode_array(json.loads(json.dumps(_vectors.encode_array(np.array([np.nan])))), (1,), "float64", "t")
+    assert np.isnan(nan[0])
+
+
+def test_float32_round_trips_bit_for_bit_through_binary64():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2**32, size=20000, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x[~np.isnan(x)], np.array([0.0, -0.0, 1e-45, 3.4028235e38, np.inf], np.float32)])
+    text = json.dumps(_vectors.encode_array(x), allow_nan=False)
+    back = _vectors.decode_array(json.loads(text), x.shape, "float32", "test")
+    assert back.dtype == np.float32 and back.view(np.uint32).tolist() == x.view(np.uint32).tolist()
+    # Parsing the text as double then converting to float is exact; so is parsing straight to float
+    # (the decimal lies within half a binary64 ulp of a float32 value).
+    assert all(np.float32(float(s)) == v for s, v in zip(text[1:-1].split(", ")[:2000], x[:2000]))
+
+
+def test_a_float32_case_with_a_non_float32_number_is_refused():
+    with pytest.raises(ValueError, match="not a float32 value"):
+        _vectors.decode_array([0.1], [1], "float32", "here")
+    with pytest.raises(ValueError, match="3 numbers for shape \\[2\\]"):
+        _vectors.decode_array([1.0, 2.0, 3.0], [2], "float64", "here")
+
+
+# ----------------------------------------------------------------------------- the schema and its validator
+
+
+def test_shipped_files_follow_the_schema():
+    schema = _vectors.schema()
+    for path in SHIPPED.glob("*.json"):
+        if path.name != "schema.json":
+            validate(json.loads(path.read_text()), schema)
+
+
+def test_the_validator_agrees_with_jsonschema_where_jsonschema_is_installed():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = _vectors.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    doc = json.loads((SHIPPED / "sgd.json").read_text())
+    jsonschema.validate(doc, schema)
+    doc["cases"] = [dict(c, steps=c["steps"][:2]) for c in doc["cases"][:3]]   # small: jsonschema is slow
+    for broken in _broken_documents(doc):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+        with pytest.raises(SchemaError):
+            validate(broken, schema)
+
+
+def _broken_documents(doc):
+    def edit(f):
+        d = json.loads(json.dumps(doc))
+        f(d)
+        return d
+    yield edit(lambda d: d.update(version=2))
+    yield edit(lambda d: d.pop("cases"))
+    yield edit(lambda d: d.update(extra=1))
+    yield edit(lambda d: d["cases"][0].update(dtype="float16"))
+    yield edit(lambda d: d["cases"][0]["steps"][0].update(t=0))
+    yield edit(lambda d: d["cases"][0]["steps"][0].update(t=True))
+    yield edit(lambda d: d["cases"][0]["steps"][0]["params"].update(w=["x"]))
+    yield edit(lambda d: d["cases"][0]["steps"][0]["params"].update(w="1.0"))
+    yield edit(lambda d: d["cases"][0].update(id="Adam Default"))
+    yield edit(lambda d: d["cases"][0]["tolerance"].update(rtol=-1))
+    yield edit(lambda d: d.update(cases=[]))
+
+
+@pytest.mark.parametrize("schema, good, bad, message", [
+    ({"type": "integer"}, [1, 2.0], [True, 1.5, "1"], "expected integer"),
+    ({"type": ["number", "null"]}, [1.5, None], ["a", False], "expected number or null"),
+    ({"const": 1}, [1, 1.0], [True, 2], "expected 1"),
+    ({"enum": ["a", 2]}, ["a", 2], ["b", False], "expected one of"),
+    ({"minimum": 0}, [0, 3, "x"], [-1], "below the minimum"),
+    ({"pattern": "^a+$"}, ["aa", 3], ["ab"], "does not match the pattern"),
+    ({"minItems": 2, "items": {"type": "string"}}, [["a", "b"]], [["a"], ["a", 1]], "expected"),
+    ({"required": ["a"], "properties": {"a": {"type": "boolean"}}, "additionalProperties": False},
+     [{"a": True}], [{}, {"a": 1}, {"a": True, "b": 0}], "a"),
+    ({"additionalProperties": {"type": "string"}, "minProperties": 1}, [{"x": "y"}], [{}, {"x": 1}], "expected"),
+    ({"anyOf": [{"type": "string"}, {"minimum": 5}]}, ["s", 7], [3], "matches none of the allowed forms"),
+    ({"$defs": {"pos": {"minimum": 1}}, "items": {"$ref": "#/$defs/pos"}}, [[1, 2]], [[0]], "[0]"),
+])
+def test_the_validator_keyword_by_keyword(schema, good, bad, message):
+    for x in good:
+        validate(x, schema)
+    for x in bad:
+        with pytest.raises(SchemaError) as info:
+            validate(x, schema)
+        assert message in str(info.value)
+
+
+def test_the_validator_refuses_keywords_it_does_not_check():
+    with pytest.raises(ValueError, match="oneOf"):
+        validate(1, {"oneOf": [{"type": "integer"}]})
+    with pytest.raises(ValueError, match="local references"):
+        validate(1, {"$ref": "https://example.org/s.json"})
+
+
+def test_validation_errors_say_where():
+    doc = json.loads((SHIPPED / "sgd.json").read_text())
+    doc["cases"][2]["steps"][4]["params"]["w"][1] = "oops"
+    with pytest.raises(SchemaError, match=r"cases\[2\]\.steps\[4\]\.params\.w\[1\]"):
+        validate(doc, _vectors.schema())
+
+
+# ----------------------------------------------------------------------------- check
+
+
+@pytest.fixture
+def copy(tmp_path, request) -> Path:
+    """A directory holding a copy of one shipped file (``adam.json`` unless the test is
+    parametrized with another through ``indirect``), to break at will."""
+    name = getattr(request, "param", "adam.json")
+    shutil.copy(SHIPPED / name, tmp_path / name)
+    return tmp_path
+
+
+def _edit(path: Path, f) -> None:
+    doc = json.loads(path.read_text())
+    f(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_check_passes_the_shipped_set_bitwise():
+    report = _vectors.check(SHIPPED, exact=True)
+    assert report.ok and report.cases == len(_vectors.CASES) and report.exact == report.values > 10000
+
+
+def _bump(doc, case, step, key, i, ulps):
+    """Move one recorded parameter by ``ulps`` units in the last place of the case's dtype."""
+    dt = np.dtype(doc["cases"][case]["dtype"]).type
+    x = dt(doc["cases"][case]["steps"][step]["params"][key][i])
+    doc["cases"][case]["steps"][step]["params"][key][i] = float(x + dt(ulps) * np.spacing(x))
+
+
+def test_check_reports_a_one_ulp_change_in_exact_mode_only(copy):
+    _edit(copy / "adam.json", lambda d: _bump(d, 0, 3, "w", 1, 1))
+    assert _vectors.check(copy).ok                              # within the tolerance
+    report = _vectors.check(copy, exact=True)
+    assert [str(m) for m in report.mismatches] == [m for m in map(str, report.mismatches) if "differs:" in m]
+    assert len(report.mismatches) == 1
+    assert "adam.json: adam/default/float64: step 4: params['w'][0, 1] differs" in str(report.mismatches[0])
+
+
+def test_check_reports_every_change_beyond_the_tolerance(copy):
+    def f(d):
+        _bump(d, 1, 0, "b", 0, 10**9)
+        _bump(d, 5, 19, "w", 3, -10**9)
+    _edit(copy / "adam.json", f)
+    report = _vectors.check(copy)
+    text = "\n".join(map(str, report.mismatches))
+    assert len(report.mismatches) == 2 and "beyond the tolerance" in text
+    assert "adam/default/float32: step 1: params['b'][0]" in text and "step 20: params['w'][1, 1]" in text
+
+
+@pytest.mark.parametrize("breakage, fragment", [
+    (lambda p: p.write_text("{not json"), "is not JSON"),
+    (lambda p: _edit(p, lambda d: d.update(version=7)), "format version 7; this refimpl reads version 1"),
+    (lambda p: _edit(p, lambda d: d["cases"][0].pop("tolerance")), "the member 'tolerance' is missing"),
+    (lambda p: _edit(p, lambda d: d["cases"][0]["hyperparameters"].update(lr=-1.0)), "lr=-1.0"),
+    (lambda p: _edit(p, lambda d: d["cases"][0]["hyperparameters"].update(momentum_x=1)), "momentum_x"),
+    (lambda p: _edit(p, lambda d: d["cases"][0]["steps"][1].update(t=5)), "t=5"),
+    (lambda p: _edit(p, lambda d: d["cases"][0]["params"]["w"].pop()), "3 numbers for shape [2, 2]"),
+    (lambda p: _edit(p, lambda d: d["cases"][2]["steps"][0]["state"].update(momentum_buffer=None)),
+     "momentum_buffer is null"),
+])
+@pytest.mark.parametrize("copy", ["sgd.json"], indirect=True)
+def test_a_malformed_file_is_reported_not_raised(copy, breakage, fragment):
+    breakage(copy / "sgd.json")
+    report = _vectors.check(copy)
+    assert not report.ok and any(fragment in str(m) and str(m).startswith("sgd.json") for m in report.mismatches), \
+        [str(m) for m in report.mismatches]
+
+
+def test_check_of_a_directory_without_vectors(tmp_path):
+    with pytest.raises(ValueError, match="holds no vectors"):
+        _vectors.check(tmp_path)
+    with pytest.raises(ValueError, match="is not a directory"):
+        _vectors.check(tmp_path / "nope")
+
+
+def test_the_recommended_tolerance_admits_another_rounding_and_not_another_convention():
+    """torch computes Adam in another order: free-running over a case's gradients it stays within
+    t * rtol * S of every recorded value, and the eps_hat case is far outside it."""
+    torch = pytest.importorskip("torch")
+    doc = json.loads((SHIPPED / "adam.json").read_text())
+    by_id = {c["id"]: c for c in doc["cases"]}
+    for cid in ("adam/default/float64", "adam/default/float32", "adam/amsgrad_v/float32", "adam/huge/float64"):
+        assert _torch_worst(torch, by_id[cid], by_id[cid]) <= 1, cid
+    assert _torch_worst(torch, by_id["adam/default/float64"], by_id["adam/eps_hat/float64"]) > 1e3
+
+
+def _torch_worst(torch, case, expected) -> float:
+    """The largest |torch - file| / (t rtol S) over the params of ``expected``, torch run as ``case``."""
+    dt, shapes, h = case["dtype"], case["shapes"]["params"], case["hyperparameters"]
+    tensors = {k: torch.nn.Parameter(torch.tensor(_vectors.decode_array(v, shapes[k], dt, k))) for k, v in case["params"].items()}
+    opt = torch.optim.Adam(list(tensors.values()), lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                           amsgrad=h["amsgrad"])
+    scale = {k: max(abs(x) for x in v) for k, v in expected["params"].items()}
+    worst, rtol = 0.0, expected["tolerance"]["rtol"]
+    for step in expected["steps"]:
+        for k, p in tensors.items():
+            p.grad = torch.tensor(_vectors.decode_array(step["grads"][k], shapes[k], dt, k))
+        opt.step()
+        for k, p in tensors.items():
+            want = _vectors.decode_array(step["params"][k], shapes[k], dt, k)
+            scale[k] = max(scale[k], float(np.max(np.abs(want))))
+            err = float(np.max(np.abs(p.detach().numpy().astype(np.float64) - want)))
+            worst = max(worst, err / (step["t"] * rtol * scale[k]))
+    return worst
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_cli_write_then_check(tmp_path, capsys):
+    assert main(["vectors", "write", str(tmp_path / "v"), "--steps", "21"]) == 0
+    assert "wrote 53 cases of 21 steps" in capsys.readouterr().out
+    assert main(["vectors", "check", str(tmp_path / "v"), "--exact"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 4 file(s), 53 case(s)")
+
+
+@pytest.mark.parametrize("copy", ["sgd.json"], indirect=True)
+def test_cli_check_fails_with_exit_1_and_lists_mismatches(copy, capsys):
+    _edit(copy / "sgd.json", lambda d: _bump(d, 0, 0, "w", 0, 10**9))
+    assert main(["vectors", "check", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "sgd.json: sgd/plain/float64: step 1: params['w'][0, 0] differs beyond the tolerance" in out
+    assert "FAILED: 1 mismatch(es)" in out
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["vectors", "write", str(tmp_path / "file")]) == 1
+    assert main(["vectors", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "exists and is not a directory" in err and "holds no vectors" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [[], ["vectors"], ["vectors", "write"], ["vectors", "write", "d", "--steps", "0"],
+                                  ["compat", "--steps", "x"], ["frobnicate"]])
+def test_cli_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and "usage: python -m refimpl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["vectors", "--help"], ["vectors", "write", "--help"],
+                                  ["vectors", "check", "--help"], ["compat", "--help"]])
+def test_cli_help_for_every_command(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0 and "usage: python -m refimpl" in capsys.readouterr().out
+
+
+def test_progress_bar_only_on_a_terminal_and_after_a_delay():
+    import io
+
+    from refimpl._cli import Progress
+    quiet = io.StringIO()
+    p = Progress(3, "x", stream=quiet)                 # not a terminal
+    p("a"), p("b"), p.close()
+    assert quiet.getvalue() == ""
+    shown = io.StringIO()
+    p = Progress(2, "checking", stream=shown, delay=0.0, force=True)
+    p("case/1")
+    p.close()
+    assert "checking [" in shown.getvalue() and "1/2" in shown.getvalue()
+
+
+def test_python_dash_m_runs(tmp_path):
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "refimpl", "vectors", "check"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("OK:"), r.stderr
+    assert refimpl.__version__
