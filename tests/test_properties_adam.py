@@ -41,6 +41,7 @@ def streams(max_steps=40, dim=3, elements=gradient_entry):
 
 
 @given(streams(), betas, betas, st.integers(-20, 20))
+@pytest.mark.claim("prop-gradient-scale-invariance")
 def test_gradient_scaling_by_a_power_of_two_is_exact(G, beta1, beta2, k):
     """Scaling every gradient by c = 2^k and eps by c leaves every step bitwise unchanged:
     m and v scale by c and c^2 exactly, sqrt(c^2 v) = c sqrt(v), and the ratio cancels c."""
@@ -51,6 +52,7 @@ def test_gradient_scaling_by_a_power_of_two_is_exact(G, beta1, beta2, k):
 
 
 @given(streams(elements=nonzero), st.integers(-20, 20).map(lambda k: 2.0**k))
+@pytest.mark.claim("prop-sign-descent-limit")
 def test_sign_descent_limit_is_exact(G, lr):
     """beta1 = beta2 = eps = 0: every step is exactly -lr * sign(g) (sqrt(g*g) == |g| in IEEE)."""
     steps, _ = run(refimpl.Adam(lr=lr, beta1=0.0, beta2=0.0, eps=0.0), G)
@@ -58,6 +60,7 @@ def test_sign_descent_limit_is_exact(G, lr):
 
 
 @given(nonzero, betas, betas, st.integers(1, 300))
+@pytest.mark.claim("prop-bias-correction-exact")
 def test_constant_gradient_steps_by_lr(g, beta1, beta2, T):
     """A constant gradient g: m_hat = g and v_hat = g^2 at every t (the bias correction is exact
     here), so with eps = 0 every step is -lr sign(g). The recursion accumulates at most ~4 roundings
@@ -71,6 +74,7 @@ def test_constant_gradient_steps_by_lr(g, beta1, beta2, T):
 
 
 @given(streams(max_steps=60), betas, st.floats(0.5, 0.999), st.floats(1e-12, 1e-2))
+@pytest.mark.claim("thm-efficient-form-time-varying-eps")
 def test_efficient_form_is_algorithm_1_with_time_varying_eps(G, beta1, beta2, eps_hat):
     """eps_hat=True (Kingma & Ba's reordering) equals Algorithm 1 run with
     eps_t = eps_hat / sqrt(1 - beta2^t). Both orderings round differently: each step is ~12
@@ -90,6 +94,7 @@ def test_efficient_form_is_algorithm_1_with_time_varying_eps(G, beta1, beta2, ep
         theta = b
 
 
+@pytest.mark.claim("thm-efficient-form-time-varying-eps")
 def test_efficient_form_really_differs_when_gradients_are_tiny():
     """The difference is not cosmetic: with eps = 1e-7 and |g| = 1e-6 at t = 1 the efficient
     form's effective epsilon is 3.16e-6 (beta2 = 0.999), and the first steps differ by more than
@@ -111,6 +116,7 @@ def tight_step_bound(t, beta1, beta2):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # eps = 0, g = 0: 0/0, as everywhere
 @given(streams(max_steps=80), st.floats(0.0, 0.99), st.floats(0.5, 0.9999), st.sampled_from([0.0, 1e-8]))
+@pytest.mark.claim("thm-tight-step-bound")
 def test_no_step_exceeds_the_tight_bound(G, beta1, beta2, eps):
     """|Delta_t| <= lr S_t for every history (with eps = 0 where v_hat > 0; eps only shrinks
     steps). The computed step carries ~20 roundings: slack (1 + 40u) covers it."""
@@ -121,6 +127,7 @@ def test_no_step_exceeds_the_tight_bound(G, beta1, beta2, eps):
 
 
 @given(st.integers(2, 60), st.floats(0.0, 0.95), st.floats(0.5, 0.999))
+@pytest.mark.claim("thm-tight-step-bound")
 def test_the_tight_bound_is_attained(t, beta1, beta2):
     """Equality holds for g_i = (beta1/beta2)^(t-i): the step of refimpl reaches S_t."""
     assume(beta1 > 0 and beta1**2 / beta2 < 1.2)
@@ -131,6 +138,7 @@ def test_the_tight_bound_is_attained(t, beta1, beta2):
     assert abs(steps[-1, 0]) == pytest.approx(tight_step_bound(t, beta1, beta2), rel=16 * t * U)
 
 
+@pytest.mark.claim("cor-kingma-ba-step-bounds-fail", "prop-scale-jump-overshoot")
 def test_kingma_ba_step_bound_fails_after_a_gradient_jump():
     """Kingma & Ba's 'effective step is at most alpha (1-beta1)/sqrt(1-beta2)' (3.16 alpha at the
     defaults) fails: 20000 steps at g = 1, then 12 steps at g = 100 gives a step of 6.57 alpha."""
@@ -140,6 +148,7 @@ def test_kingma_ba_step_bound_fails_after_a_gradient_jump():
 
 
 @given(streams(max_steps=60), st.floats(0.0, 0.99), st.floats(0.0, 0.999))
+@pytest.mark.claim("lem-ema-closed-form")
 def test_moments_are_the_closed_form_weighted_sums(G, beta1, beta2):
     """m_t = (1-beta1) sum beta1^(t-i) g_i and v_t = (1-beta2) sum beta2^(t-i) g_i^2; hence
     m_hat and v_hat are convex combinations of the history. Each recursion step costs <= 4
