@@ -159,6 +159,7 @@ def tree_stream(rng, shapes, T, *, lo=-6.0, hi=3.0, zeros=True):
 # ----------------------------------------------------------------------------- P1
 
 
+@pytest.mark.claim("lem-adal-adam-on-transformed-stream")
 @pytest.mark.parametrize("norm", NORMS)
 @given(shapes=tree_shapes(), seed=seeds, b1=betas1, b2=st.floats(0.0, 0.9999), eps_mode=st.sampled_from(MODES),
        zeros=st.booleans())
@@ -188,6 +189,7 @@ def test_p1_transform_before_both_moments(norm, shapes, seed, b1, b2, eps_mode, 
 # ----------------------------------------------------------------------------- P2
 
 
+@pytest.mark.claim("prop-adal-first-step")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=st.floats(0.0, 0.9999),
        norm=st.sampled_from(NORMS))
@@ -221,6 +223,7 @@ def test_p2_first_step_is_adams(eps_mode, shapes, seed, lr, b1, b2, norm):
 # ----------------------------------------------------------------------------- P3
 
 
+@pytest.mark.claim("prop-adal-constant-norm")
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, log_c=st.floats(-3, 3),
        eps=st.sampled_from([0.0, 1e-8, 1e-3, 1.0]), T=st.integers(1, 40))
 def test_p3_constant_l1_norm_reduces_to_adam(shapes, seed, lr, b1, b2, log_c, eps, T):
@@ -263,6 +266,7 @@ def test_p3_constant_l1_norm_reduces_to_adam(shapes, seed, lr, b1, b2, log_c, ep
 # ----------------------------------------------------------------------------- P4
 
 
+@pytest.mark.claim("prop-adal-scale-invariance")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, norm=st.sampled_from(NORMS),
        k=st.integers(-20, 20), T=st.integers(1, 30))
@@ -285,6 +289,7 @@ def test_p4_global_scale_invariance_power_of_two_bitwise(eps_mode, shapes, seed,
             np.testing.assert_array_equal(s_**4 * sa.v[key], sb.v[key])
 
 
+@pytest.mark.claim("prop-adal-scale-invariance")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, norm=st.sampled_from(NORMS),
        log_s=st.floats(-3, 3), T=st.integers(1, 30))
@@ -349,6 +354,7 @@ def measured_ratio(opt, u, factor, B, pre, post):
     return r, meas
 
 
+@pytest.mark.claim("prop-adal-temporal-reweighting")
 @settings(max_examples=20)  # 2 x 240 steps per example
 @given(seed=seeds, d=st.integers(1, 6), k=st.floats(2.0, 20.0), lr=lrs, log_B=st.floats(-2, 2),
        rise=st.booleans())
@@ -390,6 +396,7 @@ def test_p5_amplification_is_relative(seed, d, k, lr, log_B, rise):
         assert np.all(r_adal < r_adam)
 
 
+@pytest.mark.claim("prop-adal-temporal-reweighting")
 def test_p5_reference_values_for_a_tenfold_drop():
     """AdaL P5, the notes' reference numbers: 40 steps after a sustained 10x drop
     (b1 = 0.9, b2 = 0.999, constant lr), the step ratio is 0.1253 for Adam and 0.0273 for
@@ -405,6 +412,7 @@ def test_p5_reference_values_for_a_tenfold_drop():
 # ----------------------------------------------------------------------------- P6
 
 
+@pytest.mark.claim("prop-adal-gradpower")
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=st.floats(0.0, 0.9999),
        eps=st.sampled_from([1e-8, 1e-3, 1.0]), T=st.integers(1, 30))
 def test_p6_per_element_is_adam_on_signed_square_bitwise(shapes, seed, lr, b1, b2, eps, T):
@@ -425,6 +433,7 @@ def test_p6_per_element_is_adam_on_signed_square_bitwise(shapes, seed, lr, b1, b
             np.testing.assert_array_equal(sa.v[k], sb.v[k])
 
 
+@pytest.mark.claim("prop-adal-gradpower")
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, T=st.integers(1, 30))
 def test_p6_per_element_preconditioner_mode(shapes, seed, lr, b1, b2, T):
     """AdaL P6, eps_mode="preconditioner", eps = 0: v_hat^(-1/2) m_hat equals Adam's
@@ -453,6 +462,7 @@ def test_p6_per_element_preconditioner_mode(shapes, seed, lr, b1, b2, T):
 # ----------------------------------------------------------------------------- P7
 
 
+@pytest.mark.claim("prop-adal-eps-unbounded-step")
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, norm=st.sampled_from(NORMS),
        eps=st.sampled_from([0.0, 1e-8, 1.0]), lr_decay=st.sampled_from(["inv_sqrt", "none"]),
        T=st.integers(1, 60))
@@ -499,6 +509,7 @@ def test_p7_per_coordinate_step_bound(shapes, seed, lr, b1, b2, norm, eps, lr_de
 # ----------------------------------------------------------------------------- P8
 
 
+@pytest.mark.claim("prop-adal-eps-nan-hazard")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=st.floats(0.0, 0.9999), norm=st.sampled_from(NORMS),
        eps=st.sampled_from([0.0, 1e-8, 1.0]), T=st.integers(1, 30))
@@ -531,6 +542,7 @@ def test_p8_nan_safety_with_exact_zeros(eps_mode, shapes, seed, lr, b1, b2, norm
         p = new
 
 
+@pytest.mark.claim("prop-adal-eps-nan-hazard")
 @pytest.mark.parametrize("b2", [0.0, 0.999])
 def test_p8_unguarded_preconditioner_would_give_nan(b2):
     """AdaL P8, regression: why the guard exists.  With g = (1, 0, -2) the middle coordinate
@@ -553,6 +565,7 @@ def test_p8_unguarded_preconditioner_would_give_nan(b2):
 # ----------------------------------------------------------------------------- P9
 
 
+@pytest.mark.claim("prop-adal-eps-nan-hazard")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=st.floats(0.0, 0.9999), norm=st.sampled_from(NORMS),
        eps=st.sampled_from([1e-8, 1.0]), lr_decay=st.sampled_from(["inv_sqrt", "none"]), T=st.integers(1, 20))
@@ -574,6 +587,7 @@ def test_p9_zero_gradients_are_a_no_op(eps_mode, shapes, seed, lr, b1, b2, norm,
 # ----------------------------------------------------------------------------- P10
 
 
+@pytest.mark.claim("prop-adal-eps-unbounded-step")
 @pytest.mark.parametrize("eps_mode", MODES)
 @given(d=st.integers(1, 8), seed=seeds, lr=lrs, b2=st.floats(0.0, 0.9999), log_a=st.floats(-3, 3),
        eps=st.sampled_from([0.0, 1e-8, 1e-2]), norm=st.sampled_from(NORMS))
@@ -627,6 +641,7 @@ def reddi_mean_of_last_third(opt, T=3000, C=3.0):
     return float(np.mean(xs[-(T // 3):]))
 
 
+@pytest.mark.claim("prop-adal-reddi-counterexample")
 @pytest.mark.parametrize("eps_mode", MODES)
 def test_p12_reddi_counterexample_defeats_adal(eps_mode):
     """AdaL P12 (documentation test): on Reddi et al.'s counterexample with C = 3, b1 = 0 and
