@@ -20,6 +20,7 @@ from .checkpoint import load_state, save_state
 from .ndadam import NDAdam, NDAdamState
 from .sgd import SGD, SGDState
 from . import problems
+from . import nn
 
 __version__ = "0.1.0"
 
