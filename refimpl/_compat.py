@@ -136,7 +136,7 @@ def markdown(rows: list[Row], steps: int) -> str:
     if any(r.library.startswith("keras") for r in rows):
         notes.append("Keras keeps the learning rate in a float32 variable; refimpl is run with that float32 value "
                      f"({float(__import__('numpy').float32(LR))!r} for lr={LR}).")
-    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
 
 
 def compat_table(steps: int = 100, *, peers: list[str] | None = None, progress: Callable | None = None) -> str:

@@ -36,10 +36,19 @@ from ._probe import probe
 from ._run import CandidateError
 
 __all__ = ["assert_matches", "diagnose", "Diagnosis", "Match", "Divergence", "CandidateError",
-           "from_torch", "from_optax", "from_keras", "from_step", "probe", "default_rtol", "compat_table"]
+           "from_torch", "from_optax", "from_keras", "from_step", "probe", "default_rtol", "compat_rows", "compat_table"]
 
 
-def compat_table(steps: int = 100, *, progress=None) -> str:
-    """The compatibility table of the peers installed here, as Markdown (see ``python -m refimpl compat``)."""
-    from .._compat import compat_table as _table
-    return _table(steps=steps, progress=progress)
+def compat_rows(steps: int = 100, *, peers=None, progress=None) -> list:
+    """Run every optimizer of every installed peer (or of ``peers``, a list of "torch", "optax",
+    "keras") through :func:`diagnose` on :func:`probe` ``(steps)``; one row per optimizer, with
+    fields ``library, optimizer, options, matches, error`` and the full ``diagnosis``."""
+    from .._compat import compat_rows as _rows
+    return _rows(steps, peers=peers, progress=progress)
+
+
+def compat_table(steps: int = 100, *, rows=None, progress=None) -> str:
+    """The compatibility table as Markdown (what ``python -m refimpl compat`` prints): of
+    ``rows`` from :func:`compat_rows` measured with the same ``steps``, or measured now."""
+    from .._compat import markdown
+    return markdown(compat_rows(steps, progress=progress) if rows is None else rows, steps)

@@ -150,6 +150,8 @@ def _adam_grid(h: dict) -> list[Convention]:
                                   _T_OFFSET[t_offset], "beta1 and beta2 swapped" if swap else "") if p]
             if not pieces:
                 pieces = [_BASE]
+            if placement != "root" and not is_zero(h["eps_root"]):
+                pieces.append("eps_root inside the square root as well: optax's eps_root")
             if _DECAY[decay]:
                 pieces.append(_DECAY[decay])
             out.append(Convention(_label("Adam", shown), "; ".join(pieces), Adam(**(h | options))))
