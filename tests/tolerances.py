@@ -47,7 +47,9 @@ def adam_step_bounds(theta, g, m, v, *, t, lr, beta1, beta2, eps, wd=0.0, decoup
       reordering (torch divides by sqrt(bc2) after the root, optax before).
     * AMSGrad (``amsgrad="v"`` or ``"v_hat"``, with ``v_max`` the previous maximum): a max is
       exact, so only the size of the denominator changes.
-    * AdamW: theta*(1 - lr*wd) or theta - lr*wd*theta: 3 roundings on |theta|.
+    * AdamW: theta*(1 - lr*wd) (torch: fl(1 - lr*wd), then the product) or theta - lr*wd*theta
+      (refimpl: the products, then the subtraction): either way up to 3 roundings on terms of
+      size |theta| itself, not on lr*wd*|theta| (the factor 1 - lr*wd is close to 1).
     """
     l2 = wd > 0 and not decoupled
     G = np.abs(g) + (wd * np.abs(theta) if l2 else 0.0)
@@ -74,7 +76,7 @@ def adam_step_bounds(theta, g, m, v, *, t, lr, beta1, beta2, eps, wd=0.0, decoup
     m_hat = np.abs(m_new) / bc1
     step = lr * m_hat / denom
     err_step = lr * (err_m / bc1 + m_hat * (rb1 + u)) / denom + step * err_denom / denom + 3 * u * step
-    err_theta = err_step + u * (np.abs(theta) + step) + (3 * u * lr * wd * np.abs(theta) if decoupled else 0)
+    err_theta = err_step + u * (np.abs(theta) + step) + (3 * u * np.abs(theta) if decoupled else 0)
     return 2 * err_theta + TINY, 2 * err_m + TINY, 2 * err_v + TINY
 
 
