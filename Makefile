@@ -19,7 +19,7 @@ $(BIN)/python:
 
 # A stamp per extra: reinstall only when pyproject.toml changes.
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,peers]'
+	$(BIN)/python -m pip install --quiet -e '.[test,peers,dask]'
 	touch $@
 
 $(VENV)/.stamp-book: pyproject.toml | $(BIN)/python
@@ -44,3 +44,9 @@ book: $(VENV)/.stamp-book
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
+
+# The benchmark suite (benchmarks/README.md): prints Markdown tables, writes _build/bench/results.json.
+# `make bench BENCH=--quick` for the short version.
+.PHONY: bench
+bench: $(VENV)/.stamp-test
+	$(BIN)/python -m benchmarks.run $(BENCH)

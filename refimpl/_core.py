@@ -11,6 +11,10 @@ as its paper's algorithm box:
   configurations), or, where allowed, callables of the 1-based step ``t`` (a schedule).
 * Every check runs before anything is computed, so bad input raises a ``ValueError`` or
   ``TypeError`` naming the argument and its value and leaves inputs and state untouched.
+* The checks of *structure* (keys, array types, shapes, dtypes, one library, broadcasting) depend
+  only on a signature of the call, so each optimizer remembers the signatures that passed and
+  skips those checks when one comes again; the checks of *values* run at every step. A step on
+  small arrays then costs little more than its arithmetic.
 
 The array namespace comes from the inputs (``array_api_compat.array_namespace``), never from a
 global: the same code runs on NumPy, CuPy, array-api-strict and any array-API library.
@@ -38,7 +42,7 @@ _SINGLE = ""  # the key under which a lone array travels inside the machinery
 
 
 def _is_array(x) -> bool:
-    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (bool, int, float, complex))
+    return not isinstance(x, (bool, int, float, complex)) and array_api_compat.is_array_api_obj(x)
 
 
 def _name(arg: str, key: str) -> str:
@@ -86,7 +90,7 @@ def unflatten(flat: Mapping[str, Any] | None, like: Mapping[str, Any]) -> Tree:
     """Rebuild the structure of ``like`` (the output of :func:`leaves`) around ``flat``."""
     if flat is None:
         return None
-    if list(like) == [_SINGLE]:
+    if len(like) == 1 and _SINGLE in like:
         return flat[_SINGLE]
     return {key: flat[key] for key in like}
 
@@ -162,11 +166,20 @@ def check_value(name: str, value, interval: Interval, *, at_step: int | None = N
 def cast_like(h, x, xp):
     """An array hyperparameter in the dtype of the parameter ``x`` (numbers stay numbers),
     so that a float32 run stays float32 whatever dtype the sweep's arrays were made in."""
-    return xp.astype(h, x.dtype) if _is_array(h) else h
+    if type(h) is float or type(h) is int:  # the common case, first: a step on small arrays is all overhead
+        return h
+    if isinstance(h, numbers.Real) and not _is_array(h):
+        # A NumPy scalar (np.float64(0.1), or a schedule's return value) is not a "weak" Python
+        # number: under NumPy 2 it would promote a float32 run to float64. Its exact value, as a
+        # Python number, takes the parameters' dtype like any other number.
+        return int(h) if isinstance(h, numbers.Integral) else float(h)
+    return xp.astype(h, x.dtype, copy=False) if _is_array(h) else h  # no copy when the dtype is x's
 
 
 def is_zero(h) -> bool:
     """True for the number 0 (arrays and schedules are never skipped)."""
+    if type(h) is float or type(h) is int:
+        return h == 0
     return isinstance(h, numbers.Real) and not isinstance(h, bool) and h == 0
 
 
@@ -189,6 +202,7 @@ class Optimizer:
     _HYPERS: ClassVar[dict[str, tuple[Interval, bool]]] = {}
 
     def __post_init__(self):
+        object.__setattr__(self, "_namespaces", {})  # signature of a checked call -> its namespace
         for field, (interval, schedulable) in self._HYPERS.items():
             value = getattr(self, field)
             if callable(value) and not _is_array(value):
@@ -213,7 +227,7 @@ class Optimizer:
         """The value of hyperparameter ``name`` at step ``t``; an array that a schedule returns
         gets the checks a fixed array got at construction and at the start of the step."""
         value = getattr(self, name)
-        if not callable(value) or _is_array(value):
+        if type(value) is float or not callable(value) or _is_array(value):
             return value  # checked once, at construction
         value = value(t)
         check_value(name, value, interval, at_step=t)
@@ -248,21 +262,61 @@ class Optimizer:
         With ``check_finite=True`` a gradient holding NaN or Inf raises ``FloatingPointError``
         naming the parameter; by default such values propagate, as in PyTorch and optax.
         """
-        p = leaves(params, "params")
-        g = leaves(grads, "grads")
-        xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(), **_state_arrays(state))
-        self._check_params(p)
-        self._check_grads(p, g)
-        s = self._check_state(state, p)
-        self._check_broadcast(p)
+        p, g, s, xp = self._checked(params, grads, state)
         if check_finite:
             for key, x in g.items():
                 if not bool(xp.all(xp.isfinite(x))):
                     raise FloatingPointError(f"{_name('grads', key)} holds NaN or Inf at step t={state.t + 1}")
         t = state.t + 1
         new_p, new_s = self._update(p, g, s, t, xp)
-        moments = {f: unflatten(new_s.get(f), p) for f in self.State._fields[1:]}
-        return unflatten(new_p, p), self.State(t, **moments)
+        moments = [unflatten(new_s.get(f), p) for f in self.State._fields[1:]]
+        return unflatten(new_p, p), self.State(t, *moments)
+
+    def _checked(self, params: Tree, grads: Tree, state):
+        """Validate a step's inputs; return the flat ``params``, ``grads`` and state moments, and
+        the array namespace.
+
+        The first call with a given :func:`_signature` runs every check; a later call with the same
+        signature would pass the structural ones again, so it runs only the checks of values
+        (``state.t`` and :meth:`_check_values`), in the order the full checks run them.
+        """
+        signature = _signature(params, grads, state)
+        try:
+            xp = self._namespaces.get(signature)
+        except TypeError:  # an unhashable shape or dtype: check everything, remember nothing
+            xp = signature = None
+        if xp is None:
+            p = leaves(params, "params")
+            g = leaves(grads, "grads")
+            xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(), **_state_arrays(state))
+            self._check_params(p)
+            self._check_grads(p, g)
+            s = self._check_state(state, p)
+            self._check_broadcast(p)
+            if signature is not None:
+                self._remember(signature, xp)
+            return p, g, s, xp
+        p = dict(params) if type(params) is dict else {_SINGLE: params}
+        g = dict(grads) if type(grads) is dict else {_SINGLE: grads}
+        self._check_values(p)
+        _check_step_count(state.t)
+        s = {}
+        for field, tree in zip(state._fields[1:], state[1:]):
+            if tree is not None:
+                s[field] = dict(tree) if type(tree) is dict else {_SINGLE: tree}
+        return p, g, s, xp
+
+    def _remember(self, signature: tuple, xp) -> None:
+        namespaces = self._namespaces
+        if len(namespaces) >= _SIGNATURES_KEPT:  # a caller that changes shapes at every step
+            namespaces.clear()
+        namespaces[signature] = xp
+
+    def __getstate__(self):  # the remembered signatures are a cache: not pickled
+        return {k: v for k, v in self.__dict__.items() if k != "_namespaces"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _namespaces={})
 
     # ------------------------------------------------------------------ validation
 
@@ -270,6 +324,10 @@ class Optimizer:
         for key, x in p.items():
             if not is_floating(x):
                 raise TypeError(f"{_name('params', key)} must have a real floating dtype, got {_describe(x)}")
+
+    def _check_values(self, p: dict) -> None:
+        """The checks of :meth:`_check_params` that look at values, not only at the structure
+        (overridden where there are any); they run at every step."""
 
     def _check_grads(self, p: dict, g: dict) -> None:
         if set(g) != set(p):
@@ -290,8 +348,7 @@ class Optimizer:
         name = type(self).__name__
         if not isinstance(state, self.State):
             raise TypeError(f"state must be a {self.State.__name__} made by {name}.init, got {_describe(state)}")
-        if isinstance(state.t, bool) or not isinstance(state.t, numbers.Integral) or state.t < 0:
-            raise ValueError(f"state.t={state.t!r} must be a non-negative integer")
+        _check_step_count(state.t)
         flat = {}
         for field in self.State._fields[1:]:
             tree = getattr(state, field)
@@ -336,6 +393,35 @@ class Optimizer:
 
     def _update(self, p: dict, g: dict, s: dict, t: int, xp) -> tuple[dict, dict]:
         raise NotImplementedError
+
+
+_SIGNATURES_KEPT = 64
+
+
+def _tree_signature(tree):
+    """What the structural checks see of a tree: keys, array types, shapes and dtypes. Raises
+    ``AttributeError`` for a leaf that is not array-like (the full checks then report it)."""
+    if tree is None:
+        return None
+    if type(tree) is dict:
+        return tuple((key, type(x), x.shape, x.dtype) for key, x in tree.items())
+    return (type(tree), tree.shape, tree.dtype)
+
+
+def _signature(params, grads, state):
+    """A summary of a step's inputs on which every structural check depends, or ``None`` when
+    there is none (malformed input: the full checks run and report it)."""
+    try:
+        return (_tree_signature(params), _tree_signature(grads), type(state), *map(_tree_signature, state[1:]))
+    except (AttributeError, TypeError):  # a leaf that is not array-like, or a state that is not a tuple
+        return None
+
+
+def _check_step_count(t) -> None:
+    if type(t) is int and t >= 0:
+        return
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+        raise ValueError(f"state.t={t!r} must be a non-negative integer")
 
 
 def _frozen_copy(x):

@@ -21,6 +21,7 @@ import numbers
 from typing import Any, NamedTuple
 
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero
+from .fast import elementwise
 
 __all__ = ["Adam", "AdamState", "adam_update"]
 
@@ -39,6 +40,7 @@ class AdamState(NamedTuple):
     v_max: Tree | None
 
 
+@elementwise  # refimpl/fast.py: the same bits, faster on large arrays
 def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0, eps_hat=False,
                 bias_correction=True, beta1_bc=None, amsgrad=False, amsgrad_max_of="v",
                 weight_decay=0.0, decoupled_weight_decay=False, couple_weight_decay=True, xp):

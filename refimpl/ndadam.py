@@ -175,6 +175,9 @@ class NDAdam(Optimizer):
             unknown = sorted(set(self.vector_axes) - set(p))
             if unknown:
                 raise ValueError(f"vector_axes names {unknown}, which are not in params (keys {sorted(p)})")
+        self._check_values(p)
+
+    def _check_values(self, p: dict) -> None:
         for key, x in p.items():
             axes = self._normalized_axes(key, x)
             if axes is None:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._core import NONNEGATIVE, Hyper, Interval, Optimizer, Tree, cast_like, is_zero
+from .fast import elementwise
 
 __all__ = ["SGD", "SGDState", "sgd_update"]
 
@@ -40,6 +41,7 @@ class SGDState(NamedTuple):
     momentum_buffer: Tree | None
 
 
+@elementwise  # refimpl/fast.py: the same bits, faster on large arrays
 def sgd_update(theta, g, b, *, t, lr, momentum, dampening, nesterov, weight_decay):
     """One SGD step on one array; returns ``(theta, b)``. ``b`` is ``None`` without momentum."""
     if not is_zero(weight_decay):

@@ -260,3 +260,24 @@ def test_adam_docstring_first_step():
     new, state = opt.step(theta, 2 * theta, opt.init(theta))
     np.testing.assert_allclose(new, [0.9, -1.9], rtol=0, atol=0.1 * 1e-8 + 4 * U)
     assert state.t == 1 and math.isclose(state.m[0], 0.2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: refimpl.Adam(lr=np.float64(0.1), beta1=np.float64(0.9), eps=np.float32(1e-8)),
+    lambda: refimpl.Adam(lr=lambda t: np.float64(0.1) / t),
+    lambda: refimpl.SGD(lr=np.float64(0.1), momentum=np.float64(0.9)),
+    lambda: refimpl.AdaL(lr=np.float64(0.1)),
+    lambda: refimpl.NDAdam(vector_axes={"w": (0,)}, lr_vector=np.float64(0.05), lr_scalar=np.float64(0.1)),
+])
+def test_numpy_scalar_hyperparameters_keep_the_parameters_dtype(make):
+    """A NumPy scalar hyperparameter (not a weak Python number under NumPy 2) must not promote a
+    float32 run to float64: it is used as the number it holds, like a Python float."""
+    opt = make()
+    params = {"w": np.ones((3, 2), np.float32), "b": np.full(2, 0.5, np.float32)}
+    if not isinstance(opt, refimpl.NDAdam):
+        params = params["b"]
+    state = opt.init(params)
+    for _ in range(3):
+        params, state = opt.step(params, params, state)
+    for leaf in (params.values() if isinstance(params, dict) else [params]):
+        assert leaf.dtype == np.float32
