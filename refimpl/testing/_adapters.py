@@ -44,6 +44,15 @@ def _unflat(flat: dict, like) -> Any:
     return dict(flat) if isinstance(like, Mapping) else flat[_SINGLE]
 
 
+def _jax_x64_for(tree):
+    """float64 arrays need JAX's x64 mode: a context that switches it on for one call only,
+    never globally (a no-op context for float32)."""
+    if any(np.asarray(x).dtype == np.float64 for x in _flat(tree).values()):
+        import jax
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
 def _call(kwargs: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
@@ -189,10 +198,7 @@ class OptaxCandidate:
     name: str
 
     def _precision(self, tree):
-        """float64 needs JAX's x64 mode: switched on for the call only, never globally."""
-        import jax
-        wide = any(np.asarray(x).dtype == np.float64 for x in _flat(tree).values())
-        return jax.enable_x64(True) if wide else contextlib.nullcontext()
+        return _jax_x64_for(tree)
 
     def init(self, params):
         import jax.numpy as jnp
@@ -282,11 +288,7 @@ class KerasCandidate:
 
     def _precision(self, tree):
         import keras
-        wide = any(np.asarray(x).dtype == np.float64 for x in _flat(tree).values())
-        if wide and keras.backend.backend() == "jax":
-            import jax
-            return jax.enable_x64(True)
-        return contextlib.nullcontext()
+        return _jax_x64_for(tree) if keras.backend.backend() == "jax" else contextlib.nullcontext()
 
     def init(self, params):
         import keras
