@@ -199,6 +199,17 @@ def quad_si_grad(w, a, M):
     return (p - float(np.sum(p * u)) * u) / r
 
 
+def assert_run_from_scaled_start_is_scaled(big, unit, w0, c, M, a_stream):
+    """Step ``big`` from c*w0 and ``unit`` from w0 in lockstep on the scale-invariant loss;
+    the first iterate must be exactly c times the second after every step."""
+    wa, wb = c * w0, w0
+    sa, sb = big.init(wa), unit.init(wb)
+    for a in a_stream:
+        wa, sa = big.step(wa, quad_si_grad(wa, a, M), sa)
+        wb, sb = unit.step(wb, quad_si_grad(wb, a, M), sb)
+        np.testing.assert_array_equal(wa, c * wb)
+
+
 @pytest.mark.claim("prop-ndadam-effective-lr")
 @given(stream=si_streams(), lr=st.floats(1e-3, 1.0), momentum=st.sampled_from([0.0, 0.5, 0.9]),
        dampening=st.sampled_from([0.0, 0.1]), nesterov=st.booleans(),
@@ -217,12 +228,7 @@ def test_sgd_from_a_scaled_start_is_the_scaled_run(stream, lr, momentum, dampeni
     kw = dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
     big = refimpl.SGD(lr=lr, weight_decay=wd, **kw)
     unit = refimpl.SGD(lr=lr / c**2, weight_decay=wd * c**2, **kw)
-    wa, wb = c * w0, w0
-    sa, sb = big.init(wa), unit.init(wb)
-    for a in a_stream:
-        wa, sa = big.step(wa, quad_si_grad(wa, a, M), sa)
-        wb, sb = unit.step(wb, quad_si_grad(wb, a, M), sb)
-        np.testing.assert_array_equal(wa, c * wb)
+    assert_run_from_scaled_start_is_scaled(big, unit, w0, c, M, a_stream)
 
 
 @pytest.mark.claim("prop-ndadam-effective-lr")
@@ -244,12 +250,7 @@ def test_adam_from_a_scaled_start_is_the_scaled_run(stream, lr, b1, b2, eps, eps
               amsgrad_max_of=amsgrad or "v")
     big = refimpl.Adam(lr=lr, eps=eps, weight_decay=wd, **kw)
     unit = refimpl.Adam(lr=lr / c, eps=eps * c, weight_decay=wd * c**2, **kw)
-    wa, wb = c * w0, w0
-    sa, sb = big.init(wa), unit.init(wb)
-    for a in a_stream:
-        wa, sa = big.step(wa, quad_si_grad(wa, a, M), sa)
-        wb, sb = unit.step(wb, quad_si_grad(wb, a, M), sb)
-        np.testing.assert_array_equal(wa, c * wb)
+    assert_run_from_scaled_start_is_scaled(big, unit, w0, c, M, a_stream)
 
 
 # ----------------------------------------------------------------------------- weight decay
