@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 
 import numpy as np
 
@@ -54,11 +55,17 @@ _MINIMUM = "((isnan({a}) || isnan({b})) ? ({t})NAN : min({a}, {b}))"
 class Kernel:
     """What a trace records: inputs, the C lines, and which values the function returns."""
 
-    def __init__(self):
+    def __init__(self, numbers: bool = False):
         self.inputs = []      # (name, dtype, value): symbols' arrays, scalars, broadcast arrays
         self.lines = []       # "const T nK = expression;"
         self.outputs = []     # (name, dtype) per result, None for a result that is None
         self.steps = []       # (name, op, operand names, dtype): the same operations, as data
+        # With numbers=True (refimpl/_vm.py), Python numbers are traced too:
+        self.numbers = numbers
+        self.positions = {}   # input name -> its position among the arguments
+        self.scalars = []     # (name, op, operands): numbers, constants, their arithmetic, guards
+        self.casts = []       # (name, number name, dtype): a number meeting an array of dtype
+        self._cast_names = {}
 
     def add_input(self, prefix: str, dtype, value) -> str:
         name = f"{prefix}{len(self.inputs)}"
@@ -80,6 +87,28 @@ class Kernel:
 
     def out_params(self) -> str:
         return ", ".join(f"{out[1].name} y{i}" for i, out in enumerate(self.outputs) if out is not None)
+
+    def add_scalar(self, op: str, operands: tuple) -> str:
+        """Record one step of the Python arithmetic on numbers (or a guard); its name."""
+        name = f"d{len(self.scalars)}"
+        self.scalars.append((name, op, operands))
+        return name
+
+    def constant(self, x) -> str:
+        """A Python number that no argument determines (a literal such as 1 or 0.5)."""
+        if isinstance(x, int) and abs(x) > 2**53:
+            raise Unfusable(f"the integer {x} is not exact as a double")
+        return self.add_scalar("constant", (float(x),))
+
+    def cast(self, number: str, dtype) -> str:
+        """The number ``number`` converted to ``dtype``, as NumPy converts a Python number
+        meeting an array of that dtype (once per number and dtype)."""
+        key = (number, np.dtype(dtype))
+        if key not in self._cast_names:
+            name = f"c{len(self.casts)}"
+            self.casts.append((name, number, np.dtype(dtype)))
+            self._cast_names[key] = name
+        return self._cast_names[key]
 
     def by_value(self) -> list[bool]:
         """Which inputs a C++ function takes by value: numbers and one-element arrays (the others
@@ -179,15 +208,130 @@ def _operand(kernel: Kernel, x, dtype) -> str:
         if x.kernel is not kernel or x.dtype != dtype:
             raise Unfusable(f"an operation mixing {x.dtype} and {dtype}")
         return x.name
+    if isinstance(x, Number):
+        if x.kernel is not kernel or dtype == np.bool_:
+            raise Unfusable("a number meeting a boolean array")
+        return kernel.cast(x.name, dtype)  # a Python number takes the array's dtype
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.generic)) and not hasattr(x, "dtype"):
         raise Unfusable(f"an operand of type {type(x).__name__}")
     if type(x) in (int, float):  # a Python number takes the array's dtype (NumPy 2 and CuPy agree)
         if dtype == np.bool_:
             raise Unfusable("a number meeting a boolean array")
-        return kernel.add_input("s", dtype, x)
+        return kernel.cast(kernel.constant(x), dtype) if kernel.numbers else kernel.add_input("s", dtype, x)
     if np.dtype(x.dtype) != dtype:  # a NumPy scalar or an array of another dtype would promote
         raise Unfusable(f"an operand of dtype {x.dtype} meeting a {dtype} array")
+    if kernel.numbers:
+        if not _is_scalar(x):  # every array argument is a symbol already; this one was made inside
+            raise Unfusable("an array made inside the function")
+        return kernel.cast(kernel.constant(float(x)), dtype)  # exact: x has the dtype already
     return kernel.add_input("s" if _is_scalar(x) else "a", dtype, x)
+
+
+_SWAPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_PYTHON = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow,
+           "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+           "!=": operator.ne}
+
+
+class Number:
+    """A Python number argument inside a trace with ``numbers=True`` (refimpl/_vm.py).
+
+    It carries its value, so every Python decision on it (``t > 0``, ``weight_decay == 0``) is
+    taken as in the readable run, and recorded as a *guard*: a later call whose numbers decide
+    otherwise does not reuse the trace. Its arithmetic is Python's, on the value, and is recorded
+    too, so the trace can be replayed with other numbers. Anything that would let the value
+    escape unrecorded (``float(x)``, ``hash(x)``, ``math.sqrt(x)``) makes the trace
+    :class:`Unfusable`.
+    """
+
+    __array_ufunc__ = None    # NumPy: ``array * number`` defers to Number.__rmul__
+    __array_priority__ = 1e6
+
+    def __init__(self, kernel: Kernel, name: str, value):
+        self.kernel, self.name, self.value = kernel, name, value
+
+    def __repr__(self):
+        return f"Number({self.name}={self.value!r})"
+
+    def _name_of(self, other) -> str | None:
+        if isinstance(other, Number) and other.kernel is self.kernel:
+            return other.name
+        if type(other) in (int, float):
+            return self.kernel.constant(other)
+        return None
+
+    def _arithmetic(self, other, op, reflected=False):
+        if isinstance(other, Symbol):
+            return other._binary(self, op, not reflected)
+        other_name = self._name_of(other)
+        if other_name is None:
+            raise Unfusable(f"a number meeting {type(other).__name__}")
+        other_value = other.value if isinstance(other, Number) else other
+        a, b = (other_value, self.value) if reflected else (self.value, other_value)
+        if op == "**" and type(a) is int and type(b) is int:
+            raise Unfusable("an integer power of an integer (exact in Python, not in double)")
+        value = _PYTHON[op](a, b)  # Python's own arithmetic: the readable run's value, or its error
+        na, nb = (other_name, self.name) if reflected else (self.name, other_name)
+        return self._result(op, (na, nb), value)
+
+    def _result(self, op, operands, value):
+        name = self.kernel.add_scalar(op, operands)
+        if type(value) is int:  # Python ints are exact: the double replay must stay exact too
+            self.kernel.add_scalar("exact_int", (name,))
+        elif type(value) is not float:
+            raise Unfusable(f"a number of type {type(value).__name__}")
+        return Number(self.kernel, name, value)
+
+    def _compare(self, other, op):
+        if isinstance(other, Symbol):
+            return other._binary(self, _SWAPPED[op])
+        other_name = self._name_of(other)
+        if other_name is None:
+            raise Unfusable(f"a number compared with {type(other).__name__}")
+        result = _PYTHON[op](self.value, other.value if isinstance(other, Number) else other)
+        self.kernel.add_scalar("guard", (op, self.name, other_name, bool(result)))
+        return result
+
+    def __add__(self, o): return self._arithmetic(o, "+")
+    def __radd__(self, o): return self._arithmetic(o, "+", True)
+    def __sub__(self, o): return self._arithmetic(o, "-")
+    def __rsub__(self, o): return self._arithmetic(o, "-", True)
+    def __mul__(self, o): return self._arithmetic(o, "*")
+    def __rmul__(self, o): return self._arithmetic(o, "*", True)
+    def __truediv__(self, o): return self._arithmetic(o, "/")
+    def __rtruediv__(self, o): return self._arithmetic(o, "/", True)
+    def __pow__(self, o): return self._arithmetic(o, "**")
+    def __rpow__(self, o): return self._arithmetic(o, "**", True)
+    def __lt__(self, o): return self._compare(o, "<")
+    def __le__(self, o): return self._compare(o, "<=")
+    def __gt__(self, o): return self._compare(o, ">")
+    def __ge__(self, o): return self._compare(o, ">=")
+    def __eq__(self, o): return self._compare(o, "==")  # noqa: E704
+    def __ne__(self, o): return self._compare(o, "!=")
+
+    def __neg__(self):
+        return self._result("neg", (self.name,), -self.value)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self._result("abs", (self.name,), abs(self.value))
+
+    def __bool__(self):
+        result = bool(self.value)
+        self.kernel.add_scalar("truth", (self.name, result))
+        return result
+
+    def _escapes(self, *args):
+        raise Unfusable("a traced number used where its value would escape the trace")
+
+    __float__ = __int__ = __index__ = __complex__ = __round__ = __trunc__ = __floor__ = __ceil__ = _escapes
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _escapes
+    __hash__ = _escapes
+
+
+numbers.Real.register(Number)  # is_zero and friends see a real number
 
 
 class Namespace:
@@ -203,13 +347,17 @@ class Namespace:
             return real
 
         def only_real(*args, **kwargs):
-            if any(isinstance(a, Symbol) for a in (*args, *kwargs.values())):
+            if any(isinstance(a, (Symbol, Number)) for a in (*args, *kwargs.values())):
                 raise Unfusable(f"xp.{name} is not elementwise (or not supported in a fused kernel)")
             return real(*args, **kwargs)
         return only_real
 
     def _uses_symbols(self, *args) -> bool:
-        return any(isinstance(a, Symbol) for a in args)
+        if not any(isinstance(a, Symbol) for a in args):
+            if any(isinstance(a, Number) for a in args):
+                raise Unfusable("an array function of traced numbers alone")
+            return False
+        return True
 
     def sqrt(self, x):
         if not self._uses_symbols(x):
@@ -267,24 +415,36 @@ class Namespace:
         return self._kernel.add_line(x.dtype, "ones" if value else "zeros", (), f"({t}){value}")
 
 
-def trace(update, arrays: tuple, options: dict, xp_name: str = "xp") -> Kernel:
+def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bool = False) -> Kernel:
     """Run ``update(*arrays, **options)`` on symbols; return the recorded :class:`Kernel`.
 
     The symbols stand for every array argument of the first argument's shape; the namespace
     argument ``xp_name`` is replaced by a :class:`Namespace` over the real one.
+
+    With ``numbers=True`` (for refimpl/_vm.py, which replays a trace on later calls), every
+    NumPy array argument is a symbol, whatever its shape (a sweep's ``(K, 1)`` hyperparameter
+    broadcasts), and every Python ``int`` or ``float`` argument is a :class:`Number`; each
+    records its position among the arguments (positional first, then keyword, in order).
     """
-    kernel = Kernel()
+    kernel = Kernel(numbers=numbers)
     shape = tuple(arrays[0].shape)
 
-    def symbolic(x):
-        if hasattr(x, "shape") and hasattr(x, "dtype") and not _is_scalar(x) and tuple(x.shape) == shape:
+    def symbolic(x, position):
+        if numbers and type(x) in (int, float):
+            name = kernel.add_scalar("argument", (position, type(x) is int))
+            return Number(kernel, name, x)
+        if numbers and type(x) is np.ndarray or \
+                hasattr(x, "shape") and hasattr(x, "dtype") and not _is_scalar(x) and tuple(x.shape) == shape:
             if np.dtype(x.dtype) not in _C_TYPES:
                 raise Unfusable(f"an array of dtype {x.dtype}")
-            return Symbol(kernel, kernel.add_input("x", x.dtype, x), x.dtype)
+            name = kernel.add_input("x", x.dtype, x)
+            kernel.positions[name] = position
+            return Symbol(kernel, name, x.dtype)
         return x
 
-    symbolic_arrays = [symbolic(x) for x in arrays]
-    symbolic_options = {k: (Namespace(kernel, x) if k == xp_name else symbolic(x)) for k, x in options.items()}
+    symbolic_arrays = [symbolic(x, i) for i, x in enumerate(arrays)]
+    symbolic_options = {k: (Namespace(kernel, x) if k == xp_name else symbolic(x, len(arrays) + i))
+                        for i, (k, x) in enumerate(options.items())}
     try:
         results = update(*symbolic_arrays, **symbolic_options)
     except Unfusable:

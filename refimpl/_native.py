@@ -71,10 +71,11 @@ def _cpu() -> str:
         return f"{platform.machine()} {platform.processor()} {platform.node()}"
 
 
-def _build(compiler: str, source: str) -> str | None:
-    """The path of a shared library compiled from ``source``, or ``None`` if the compiler fails."""
+def _build(compiler: str, source: str, flags: tuple = FLAGS) -> str | None:
+    """The path of a shared library compiled from ``source`` with ``flags``, or ``None`` if the
+    compiler fails."""
     for extra in (NATIVE, ()):
-        key = hashlib.sha256("\0".join([compiler, *FLAGS, *extra, _cpu(), source]).encode()).hexdigest()[:32]
+        key = hashlib.sha256("\0".join([compiler, *flags, *extra, _cpu(), source]).encode()).hexdigest()[:32]
         library = os.path.join(_cache_dir(), f"refimpl_{key}.so")
         if os.path.exists(library):
             return library
@@ -83,7 +84,7 @@ def _build(compiler: str, source: str) -> str | None:
             with open(cpp, "w") as f:
                 f.write(source)
             try:
-                done = subprocess.run([compiler, *FLAGS, *extra, "-o", built, cpp], capture_output=True,
+                done = subprocess.run([compiler, *flags, *extra, "-o", built, cpp], capture_output=True,
                                       timeout=120)
             except (OSError, subprocess.SubprocessError):
                 return None

@@ -11,6 +11,14 @@ square root are correctly rounded in IEEE 754, so each element's result depends 
 other elements nor on how many are computed together: the same operations, evaluated in any
 grouping, give the same bits. So:
 
+* **NumPy, small arrays, with a C++ compiler** (:mod:`refimpl._vm`): here a step's time is
+  Python's, about half a microsecond per NumPy call before any arithmetic. The function is
+  traced once per signature of its arguments, Python numbers included (``t``, ``lr``, ...: their
+  arithmetic, such as ``1 - beta1**t``, is recorded, and every decision taken on them, such as
+  ``t > 0``, becomes a guard), and the trace is replayed at every later call by an interpreter
+  compiled once per machine (``refimpl/_vm.cpp``): Python's arithmetic on the numbers in double
+  precision, then the array operations in the traced order on blocks that stay in cache. A call
+  whose numbers decide a guard otherwise is traced again.
 * **NumPy, large arrays, with a C++ compiler** (:mod:`refimpl._native`): the function is traced
   once per call (:func:`refimpl._fuse.trace`: it runs on symbols, every Python decision, such as
   an option, a bias correction ``1 - beta**t`` or a schedule, taken exactly as in the readable
@@ -24,13 +32,14 @@ grouping, give the same bits. So:
 * **CuPy**: the traced statements as one elementwise CUDA kernel (``--fmad=false``): one pass
   over GPU memory instead of one per line.
 
-With ``threads > 1`` the CPU paths share the elements among threads (ctypes and NumPy release the
-GIL). Every other call (small arrays, array-api-strict, dask, ...) runs the readable function
-itself. ``tests/test_fast_paths.py`` checks each path bitwise against the readable function, for
+With ``threads > 1`` the CPU paths for large arrays share the elements among threads (ctypes and
+NumPy release the GIL). Every other call (array-api-strict, dask, a layout or a function the
+paths above do not cover, ...) runs the readable function itself. ``tests/test_fast_paths.py`` checks each path bitwise against the readable function, for
 every option of every optimizer.
 
 Settings (also from the environment: ``REFIMPL_FAST=0`` turns the fast paths off,
-``REFIMPL_THREADS=n`` sets the number of threads):
+``REFIMPL_INTERPRETER=0`` the interpreter of small steps only, ``REFIMPL_THREADS=n`` sets the
+number of threads):
 
 >>> import refimpl.fast
 >>> with refimpl.fast.settings(enabled=False):   # run the readable functions only
@@ -48,7 +57,7 @@ import os
 
 import numpy as np
 
-from . import _native
+from . import _native, _vm
 from ._core import _is_array
 
 __all__ = ["elementwise", "settings", "current_settings", "Settings"]
@@ -62,9 +71,10 @@ class Settings:
     the calling thread only). ``compiler``: the C++ compiler for the CPU kernels (default:
     ``$REFIMPL_CXX``, ``$CXX`` or the first of c++, g++, clang++ found; ``None``: the readable
     function on blocks instead). ``block``: the bytes of one array in one block.
-    ``min_size``: arrays with fewer elements run the readable function directly (the fast paths
-    would only add overhead). ``fmad``: let the GPU compiler contract ``a * b + c`` into one
-    fused multiply-add (faster arithmetic, not the readable path's bits; off by default).
+    ``min_size``: arrays with fewer elements take the interpreter of traced updates (with
+    ``interpreter=True`` and a compiler, which builds it once) or else the readable function.
+    ``fmad``: let the GPU compiler contract ``a * b + c`` into one fused multiply-add (faster
+    arithmetic, not the readable path's bits; off by default).
     """
 
     enabled: bool = True
@@ -73,12 +83,14 @@ class Settings:
     min_size: int = 1 << 17
     fmad: bool = False
     compiler: str | None = None
+    interpreter: bool = True
 
 
 def _from_environment() -> Settings:
     threads = int(os.environ.get("REFIMPL_THREADS") or 1)
     return Settings(enabled=os.environ.get("REFIMPL_FAST", "1") != "0", threads=max(1, threads),
-                    compiler=_native.default_compiler())
+                    compiler=_native.default_compiler(),
+                    interpreter=os.environ.get("REFIMPL_INTERPRETER", "1") != "0")
 
 
 _settings: contextvars.ContextVar[Settings] = contextvars.ContextVar("refimpl_fast", default=_from_environment())
@@ -112,9 +124,13 @@ def elementwise(update):
     @functools.wraps(update)
     def dispatch(*arrays, **options):
         first, now = arrays[0], _settings.get()
-        if type(first) is np.ndarray:
-            if first.size >= now.min_size and now.enabled:
+        if type(first) is np.ndarray and now.enabled:
+            if first.size >= now.min_size:
                 return _blocked(update, arrays, options)
+            if now.interpreter and now.compiler:
+                results = _vm.call(update, arrays, options, now.compiler)
+                if results is not None:
+                    return results
         elif type(first).__module__.startswith("cupy") and now.enabled:
             from . import _fuse
             return _fuse.call(update, arrays, options, fmad=now.fmad)
