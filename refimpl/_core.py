@@ -168,6 +168,8 @@ def cast_like(h, x, xp):
     so that a float32 run stays float32 whatever dtype the sweep's arrays were made in."""
     if type(h) is float or type(h) is int:  # the common case, first: a step on small arrays is all overhead
         return h
+    if getattr(h, "ndim", 0) > 0 and getattr(h, "dtype", None) == x.dtype:
+        return h  # a sweep's array, already in x's dtype: astype(copy=False) would return it as is
     if isinstance(h, numbers.Real) and not _is_array(h):
         # A NumPy scalar (np.float64(0.1), or a schedule's return value) is not a "weak" Python
         # number: under NumPy 2 it would promote a float32 run to float64. Its exact value, as a

@@ -37,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace {
@@ -172,19 +173,16 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
   const int32_t* outputs = body + WORDS * nQ;
   const Py_ssize_t nvalues = PyTuple_GET_SIZE(values);
 
-  // Scratch, kept between calls (the GIL is held throughout).
-  static std::vector<double> D;
-  static std::vector<T> S, blocks;
-  static std::vector<T*> V;
-  static std::vector<uint8_t> Bblocks;
-  static std::vector<Input> inputs;
-  D.assign(nD, 0.0);
-  S.assign(nT, T(0));
-  blocks.resize(static_cast<size_t>(nV) * BLOCK);
-  Bblocks.resize(static_cast<size_t>(nB) * BLOCK);
-  V.assign(nV, nullptr);
-  inputs.clear();
-  for (int r = 0; r < nV; r++) V[r] = blocks.data() + static_cast<size_t>(r) * BLOCK;
+  // Registers: this call's own (allocating the results may run Python code, a finalizer that
+  // steps an optimizer, say, which would re-enter here).
+  // The blocks are left uninitialized: every element is written before it is read.
+  std::vector<double> D(nD, 0.0);
+  std::vector<T> S(nT, T(0));
+  std::unique_ptr<T[]> blocks(new T[static_cast<size_t>(nV) * BLOCK]);
+  std::unique_ptr<uint8_t[]> Bblocks(new uint8_t[static_cast<size_t>(nB) * BLOCK]);
+  std::vector<T*> V(nV, nullptr);
+  std::vector<Input> inputs;
+  for (int r = 0; r < nV; r++) V[r] = blocks.get() + static_cast<size_t>(r) * BLOCK;
 
   int ndim = -1;
   npy_intp* shape = nullptr;
@@ -292,7 +290,7 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
         V[in.reg] = const_cast<T*>(base + start);
       } else {
         // Element start + j of the first array reads element (start + j) / inner of this one.
-        T* buffer = blocks.data() + static_cast<size_t>(in.reg) * BLOCK;
+        T* buffer = blocks.get() + static_cast<size_t>(in.reg) * BLOCK;
         npy_intp index = start / in.inner, left = in.inner - start % in.inner;
         for (int j = 0; j < len; j++) {
           buffer[j] = base[index];
@@ -305,7 +303,7 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
       const int32_t* I = body + WORDS * k;
       const int op = I[0], dst = I[1], a = I[2], b = I[3], c = I[4];
       T* out = op == V_COMPARE || op == B_AND || op == B_OR || op == B_NOT ? nullptr : V[dst];
-      uint8_t* bout = Bblocks.data() + static_cast<size_t>(dst) * BLOCK;
+      uint8_t* bout = Bblocks.get() + static_cast<size_t>(dst) * BLOCK;
       switch (op) {
         case V_ADD: apply2<T>(out, a, b, R, s, len, [](T x, T y) { return x + y; }); break;
         case V_SUB: apply2<T>(out, a, b, R, s, len, [](T x, T y) { return x - y; }); break;
@@ -334,7 +332,7 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
           }
           break;
         case V_WHERE: {
-          const uint8_t* m = Bblocks.data() + static_cast<size_t>(a) * BLOCK;
+          const uint8_t* m = Bblocks.get() + static_cast<size_t>(a) * BLOCK;
           const T* x = b >= 0 ? V[b] : nullptr;
           const T* y = c >= 0 ? V[c] : nullptr;
           const T xs = b >= 0 ? T(0) : s[-1 - b], ys = c >= 0 ? T(0) : s[-1 - c];
@@ -342,8 +340,8 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
           break;
         }
         case B_AND: case B_OR: case B_NOT: {
-          const uint8_t* x = Bblocks.data() + static_cast<size_t>(a) * BLOCK;
-          const uint8_t* y = Bblocks.data() + static_cast<size_t>(op == B_NOT ? a : b) * BLOCK;
+          const uint8_t* x = Bblocks.get() + static_cast<size_t>(a) * BLOCK;
+          const uint8_t* y = Bblocks.get() + static_cast<size_t>(op == B_NOT ? a : b) * BLOCK;
           for (int j = 0; j < len; j++)
             bout[j] = op == B_AND ? (x[j] && y[j]) : op == B_OR ? (x[j] || y[j]) : !x[j];
           break;
