@@ -70,13 +70,14 @@ def _fastest(times, prefix):
 def markdown_sweep(results) -> str:
     out = ["\n#### Sweep: 1024 learning rates of Adam on Rosenbrock, one run (seconds, fresh process each)\n",
            "| dtype | cores | steps | refimpl, problems.rosenbrock | refimpl, gradient only "
+           "| refimpl, gradient only, first run on the machine (interpreter compiled) "
            "| JAX jit(vmap(scan)), compile included | JAX again, compiled | refimpl (gradient only) / JAX incl. compile |",
-           "|---" * 8 + "|"]
+           "|---" * 9 + "|"]
     jax_key = "jax.jit(jax.vmap(optax.adam in lax.scan)), compile included"
     for r in results:
         s = r["seconds"]
-        cells = [s.get("refimpl, problems.rosenbrock"), s.get("refimpl, gradient only"), s.get(jax_key),
-                 s.get("jax, the same sweep again (compiled)")]
+        cells = [s.get("refimpl, problems.rosenbrock"), s.get("refimpl, gradient only"), s.get(bench_sweep.COLD),
+                 s.get(jax_key), s.get("jax, the same sweep again (compiled)")]
         out.append(f"| {r['dtype']} | {'1' if r['one_core'] else 'all'} | {r['T']} | "
                    + " | ".join(fmt_time(c) for c in cells)
                    + f" | {fmt_ratio(s.get('refimpl, gradient only'), s.get(jax_key))} |")

@@ -29,10 +29,15 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
+import types
 
 import numpy as np
 
 __all__ = ["Unfusable", "Kernel", "trace", "call"]
+
+
+# Arguments a trace with numbers=True takes as they are, and a replay requires to be the same.
+_OPTION_TYPES = (bool, str, type(None), types.ModuleType)
 
 
 class Unfusable(Exception):
@@ -65,6 +70,7 @@ class Kernel:
         self.positions = {}   # input name -> its position among the arguments
         self.scalars = []     # (name, op, operands): numbers, constants, their arithmetic, guards
         self.casts = []       # (name, number name, dtype): a number meeting an array of dtype
+        self.options = []     # (position, value): the other arguments (booleans, strings, None, xp)
         self._cast_names = {}
 
     def add_input(self, prefix: str, dtype, value) -> str:
@@ -424,7 +430,8 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bo
     With ``numbers=True`` (for refimpl/_vm.py, which replays a trace on later calls), every
     NumPy array argument is a symbol, whatever its shape (a sweep's ``(K, 1)`` hyperparameter
     broadcasts), and every Python ``int`` or ``float`` argument is a :class:`Number`; each
-    records its position among the arguments (positional first, then keyword, in order).
+    records its position among the arguments (positional first, then keyword, in order), and so
+    do the other arguments, which must be options (booleans, strings, ``None``, the namespace).
     """
     kernel = Kernel(numbers=numbers)
     shape = tuple(arrays[0].shape)
@@ -433,6 +440,11 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bo
         if numbers and type(x) in (int, float):
             name = kernel.add_scalar("argument", (position, type(x) is int))
             return Number(kernel, name, x)
+        if numbers and type(x) in _OPTION_TYPES:
+            kernel.options.append((position, x))  # a replay must be called with the same option
+            return x
+        if numbers and type(x) is not np.ndarray:
+            raise Unfusable(f"an argument of type {type(x).__name__}")
         if numbers and type(x) is np.ndarray or \
                 hasattr(x, "shape") and hasattr(x, "dtype") and not _is_scalar(x) and tuple(x.shape) == shape:
             if np.dtype(x.dtype) not in _C_TYPES:
@@ -443,8 +455,14 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bo
         return x
 
     symbolic_arrays = [symbolic(x, i) for i, x in enumerate(arrays)]
-    symbolic_options = {k: (Namespace(kernel, x) if k == xp_name else symbolic(x, len(arrays) + i))
-                        for i, (k, x) in enumerate(options.items())}
+    symbolic_options = {}
+    for i, (k, x) in enumerate(options.items()):
+        if k == xp_name:
+            if numbers:
+                kernel.options.append((len(arrays) + i, x))
+            symbolic_options[k] = Namespace(kernel, x)
+        else:
+            symbolic_options[k] = symbolic(x, len(arrays) + i)
     try:
         results = update(*symbolic_arrays, **symbolic_options)
     except Unfusable:

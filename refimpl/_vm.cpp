@@ -5,18 +5,21 @@
 // runs such a program on NumPy arrays without going back to Python: it is compiled once per
 // machine (not once per program) and imported as the module _refimpl_vm.
 //
-// run(code, constants, values) -> (flags, result, ...) | GUARD | INPUTS
+// run(code, constants, options, values) -> (flags, result, ...) | GUARD | INPUTS
 //
 //   values     the update's arguments, positional then keyword, as one tuple
 //   code       int32 words: a header, then three sections of 5-word instructions, then outputs
 //   constants  float64 numbers the program uses (Python literals such as 1 or 0.5)
+//   options    the arguments that are neither arrays nor numbers (booleans, strings, None, the
+//              array namespace) with which the program was traced
 //
-// 1. The prologue reads the arguments and replays the Python arithmetic on numbers in double
+// 1. The prologue checks every argument: an array of the traced dtype, a Python float or int, or
+//    the traced option, else the program is not for this call (GUARD: the caller tries another
+//    program, or traces again). It replays the Python arithmetic on numbers in double
 //    precision, as Python does (+, -, *, / and Python's own rules for **); each comparison the
-//    traced run made is a guard that must come out the same, else the program does not apply to
-//    these values (GUARD: the caller traces again). Anything the program does not cover here
-//    (a layout, a value Python would raise on) returns INPUTS: the caller runs the readable
-//    function.
+//    traced run made is a guard that must come out the same (GUARD). Anything that no program
+//    covers (a layout, a value Python would raise on) returns INPUTS: the caller runs the
+//    readable function.
 // 2. The casts convert numbers to the arrays' dtype, exactly where NumPy converts a Python
 //    number that meets an array.
 // 3. The body runs every array operation, in the traced order and dtype, on blocks of BLOCK
@@ -43,9 +46,9 @@
 namespace {
 
 constexpr int BLOCK = 256;   // elements per block: every register of a program fits in L1
-constexpr int HEADER = 10;   // version, dtype, #D, #T, #V, #B, #prologue, #casts, #body, #outputs
+constexpr int HEADER = 11;   // version, dtype, #D, #T, #V, #B, #prologue, #casts, #body, #outputs, #values
 constexpr int WORDS = 5;     // an instruction: op, dst, a, b, c
-constexpr int VERSION = 1;
+constexpr int VERSION = 2;
 constexpr long GUARD = 1, INPUTS = 2;
 
 enum Op : int {
@@ -54,6 +57,7 @@ enum Op : int {
   NUMBER_FLOAT = 2,   // D[dst] <- the Python float values[a]
   NUMBER_INT = 3,     // D[dst] <- the Python int values[a], |x| < 2^53 (exact as a double)
   CONSTANT = 4,       // D[dst] <- constants[a]
+  OPTION = 5,         // values[a] must be options[b] (the same object; for a string, an equal one)
   D_ADD = 10, D_SUB = 11, D_MUL = 12, D_DIV = 13, D_POW = 14, D_NEG = 15, D_ABS = 16,
   D_EXACT_INT = 17,   // D[a] came from Python int arithmetic: it must stay exact (|x| < 2^53)
   GUARD_COMPARE = 18, // (D[a] <cmp c/2> D[b]) == c%2
@@ -164,9 +168,10 @@ npy_intp inner_of(int ndim, const npy_intp* shape, int first_ndim, const npy_int
 }
 
 template <typename T>
-PyObject* execute(const int32_t* code, const double* constants, PyObject* values) {
+PyObject* execute(const int32_t* code, const double* constants, PyObject* options, PyObject* values) {
   const int nD = code[2], nT = code[3], nV = code[4], nB = code[5];
   const int nP = code[6], nC = code[7], nQ = code[8], nO = code[9];
+  if (PyTuple_GET_SIZE(values) != code[10]) return PyLong_FromLong(GUARD);
   const int32_t* prologue = code + HEADER;
   const int32_t* casts = prologue + WORDS * nP;
   const int32_t* body = casts + WORDS * nC;
@@ -197,10 +202,10 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
       case ARRAY: {
         if (a >= nvalues) return PyLong_FromLong(INPUTS);
         PyObject* item = PyTuple_GET_ITEM(values, a);
-        if (!PyArray_CheckExact(item)) return PyLong_FromLong(INPUTS);
+        if (!PyArray_CheckExact(item)) return PyLong_FromLong(GUARD);
         PyArrayObject* x = reinterpret_cast<PyArrayObject*>(item);
-        if (PyArray_TYPE(x) != typenum<T>() || !PyArray_IS_C_CONTIGUOUS(x) || !PyArray_ISALIGNED(x) ||
-            !PyArray_ISNOTSWAPPED(x))
+        if (PyArray_TYPE(x) != typenum<T>()) return PyLong_FromLong(GUARD);
+        if (!PyArray_IS_C_CONTIGUOUS(x) || !PyArray_ISALIGNED(x) || !PyArray_ISNOTSWAPPED(x))
           return PyLong_FromLong(INPUTS);
         npy_intp inner = 1;
         if (first == nullptr) {
@@ -217,13 +222,13 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
       }
       case NUMBER_FLOAT: {
         PyObject* item = PyTuple_GET_ITEM(values, a);
-        if (!PyFloat_CheckExact(item)) return PyLong_FromLong(INPUTS);
+        if (!PyFloat_CheckExact(item)) return PyLong_FromLong(GUARD);
         D[dst] = PyFloat_AS_DOUBLE(item);
         break;
       }
       case NUMBER_INT: {
         PyObject* item = PyTuple_GET_ITEM(values, a);
-        if (!PyLong_CheckExact(item)) return PyLong_FromLong(INPUTS);
+        if (!PyLong_CheckExact(item)) return PyLong_FromLong(GUARD);
         int overflow = 0;
         const long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
         if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return PyLong_FromLong(INPUTS); }
@@ -232,6 +237,14 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
         break;
       }
       case CONSTANT: D[dst] = constants[a]; break;
+      case OPTION: {
+        PyObject* item = PyTuple_GET_ITEM(values, a);
+        PyObject* traced = PyTuple_GET_ITEM(options, b);
+        if (item != traced && !(PyUnicode_CheckExact(item) && PyUnicode_CheckExact(traced) &&
+                                PyUnicode_Compare(item, traced) == 0))
+          return PyLong_FromLong(GUARD);
+        break;
+      }
       case D_ADD: D[dst] = D[a] + D[b]; break;
       case D_SUB: D[dst] = D[a] - D[b]; break;
       case D_MUL: D[dst] = D[a] * D[b]; break;
@@ -299,6 +312,11 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
         V[in.reg] = buffer;
       }
     }
+    for (int o = 0; o < nO; o++) {  // a result's register is the result's own memory
+      const int32_t* O = outputs + 2 * o;
+      if (O[0] == OUT_VECTOR)
+        V[O[1]] = static_cast<T*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(results[o]))) + start;
+    }
     for (int k = 0; k < nQ; k++) {
       const int32_t* I = body + WORDS * k;
       const int op = I[0], dst = I[1], a = I[2], b = I[3], c = I[4];
@@ -353,13 +371,6 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
           return nullptr;
       }
     }
-    for (int o = 0; o < nO; o++) {
-      const int32_t* O = outputs + 2 * o;
-      if (O[0] == OUT_VECTOR) {
-        T* data = static_cast<T*>(PyArray_DATA(reinterpret_cast<PyArrayObject*>(results[o])));
-        std::memcpy(data + start, V[O[1]], sizeof(T) * len);
-      }
-    }
   }
 
   const int raised = std::fetestexcept(FE_ALL_EXCEPT);
@@ -384,8 +395,9 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* values
 }
 
 PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) || !PyTuple_CheckExact(args[2])) {
-    PyErr_SetString(PyExc_TypeError, "run(code: bytes, constants: bytes, values: tuple)");
+  if (nargs != 4 || !PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) || !PyTuple_CheckExact(args[2]) ||
+      !PyTuple_CheckExact(args[3])) {
+    PyErr_SetString(PyExc_TypeError, "run(code: bytes, constants: bytes, options: tuple, values: tuple)");
     return nullptr;
   }
   const int32_t* code = reinterpret_cast<const int32_t*>(PyBytes_AS_STRING(args[0]));
@@ -394,12 +406,13 @@ PyObject* run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   }
   const double* constants = reinterpret_cast<const double*>(PyBytes_AS_STRING(args[1]));
-  return code[1] == 0 ? execute<float>(code, constants, args[2]) : execute<double>(code, constants, args[2]);
+  return code[1] == 0 ? execute<float>(code, constants, args[2], args[3])
+                      : execute<double>(code, constants, args[2], args[3]);
 }
 
 PyMethodDef methods[] = {
     {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(run)), METH_FASTCALL,
-     "run(code, constants, values): one traced update on NumPy arrays"},
+     "run(code, constants, options, values): one traced update on NumPy arrays"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module = {PyModuleDef_HEAD_INIT, "_refimpl_vm", nullptr, -1, methods};

@@ -32,11 +32,9 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
-import operator
 import os
 import sys
 import sysconfig
-import types
 
 import numpy as np
 
@@ -48,13 +46,12 @@ _SOURCE = os.path.join(os.path.dirname(__file__), "_vm.cpp")
 # -fno-math-errno lets sqrt be one vector instruction; pow, whose errno the interpreter reads as
 # CPython does, is called through a pointer the compiler cannot see through (see _vm.cpp).
 _FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fPIC", "-shared", "-std=c++17")
-_VERSION = 1
-_HEADER = 10
-_VARIANTS = 4          # programs kept per signature (guards decided differently)
-_SIGNATURES = 4096     # signatures remembered before the table is cleared
+_VERSION = 2
+_VARIANTS = 64         # programs kept per function and keyword names (options, dtypes, guards)
+_SIGNATURES = 4096     # (function, keyword names) remembered before the table is cleared
 
 # Opcodes: the enums of _vm.cpp.
-ARRAY, NUMBER_FLOAT, NUMBER_INT, CONSTANT = 1, 2, 3, 4
+ARRAY, NUMBER_FLOAT, NUMBER_INT, CONSTANT, OPTION = 1, 2, 3, 4, 5
 D_OPS = {"+": 10, "-": 11, "*": 12, "/": 13, "**": 14, "neg": 15, "abs": 16}
 D_EXACT_INT, GUARD_COMPARE, GUARD_TRUTH, CAST = 17, 18, 19, 30
 V_OPS = {"+": 40, "-": 41, "*": 42, "/": 43, "neg": 44, "abs": 45, "sqrt": 46, "maximum": 47, "minimum": 48}
@@ -89,12 +86,13 @@ def extension(compiler: str | None):
 
 
 class Program:
-    """A trace as the interpreter's input: ``code`` (int32 words) and ``constants`` (float64)."""
+    """A trace as the interpreter's input: ``code`` (int32 words), ``constants`` (float64) and
+    ``options`` (the arguments that are neither arrays nor numbers, as traced)."""
 
-    __slots__ = ("code", "constants")
+    __slots__ = ("code", "constants", "options")
 
-    def __init__(self, code: bytes, constants: bytes):
-        self.code, self.constants = code, constants
+    def __init__(self, code: bytes, constants: bytes, options: tuple):
+        self.code, self.constants, self.options = code, constants, options
 
 
 def assemble(kernel) -> Program:
@@ -113,6 +111,9 @@ def assemble(kernel) -> Program:
         table.setdefault(name, len(table))
         return table[name]
 
+    # Options first: a call with other options fails at once.
+    for i, (position, _) in enumerate(kernel.options):
+        prologue.append((OPTION, 0, position, i, 0))
     # Arrays, the first one first: it fixes the shape.
     for name, input_dtype, _ in sorted(kernel.inputs, key=lambda i: i[0] != first):
         if input_dtype != dtype:
@@ -188,80 +189,62 @@ def assemble(kernel) -> Program:
             outputs.append((OUT_VECTOR, V[out[0]]))
         if out is not None:
             seen.setdefault(out[0], i)
+    arguments = len(kernel.positions) + len(kernel.options) + sum(op == "argument" for _, op, _ in kernel.scalars)
     header = (_VERSION, DTYPES[dtype], len(D), len(T), len(V), len(B), len(prologue), len(casts), len(body),
-              len(outputs))
+              len(outputs), arguments)
     words = [*header, *(w for instruction in (*prologue, *casts, *body) for w in instruction),
              *(w for output in outputs for w in output)]
-    return Program(np.array(words, dtype=np.int32).tobytes(), np.array(constants, dtype=np.float64).tobytes())
+    return Program(np.array(words, dtype=np.int32).tobytes(), np.array(constants, dtype=np.float64).tobytes(),
+                   tuple(value for _, value in kernel.options))
 
 
 # ----------------------------------------------------------------------------- calls
 
-_STATIC = frozenset({bool, str, type(None), types.ModuleType})
-_DYNAMIC = frozenset({int, float, np.ndarray})
-
-
-class _Signature:
-    """What one signature of calls shares: how to read the options' values from the arguments,
-    and the programs traced so far for each combination of those values."""
-
-    __slots__ = ("static", "programs")
-
-    def __init__(self, static):
-        self.static, self.programs = static, {}
-
-
-def _signature(types_) -> _Signature | None:
-    """``None`` if an argument's type is not one the interpreter handles."""
-    positions = []
-    for i, kind in enumerate(types_):
-        if kind in _STATIC:
-            positions.append(i)
-        elif kind not in _DYNAMIC:
-            return None
-    getter = operator.itemgetter(*positions) if positions else (lambda values: ())
-    return _Signature(getter if len(positions) != 1 else (lambda values, i=positions[0]: (values[i],)))
-
-
-_signatures: dict = {}
+_programs: dict = {}   # (function, keyword names) -> [Program, ...], the last one to run first
+_refused: set = set()  # calls the tracer refused: (function, keyword names, their types and options)
 
 
 def call(update, arrays: tuple, options: dict, compiler: str):
     """``update(*arrays, **options)`` through the interpreter, or ``None`` where the caller must
-    run the readable function."""
+    run the readable function.
+
+    The programs of ``update`` with these keyword names are tried in turn; each checks, in C,
+    that it was traced for arguments of these types, dtypes and options and that its guards
+    hold. When none applies, the call is traced into a new one.
+    """
     vm = extension(compiler)
     if vm is None:
         return None
     values = (*arrays, *options.values())
-    key = (update, arrays[0].dtype, tuple(options), tuple(map(type, values)))
-    signature = _signatures.get(key)
-    if signature is None:
-        if len(_signatures) >= _SIGNATURES:
-            _signatures.clear()
-        signature = _signatures[key] = _signature(key[3]) or False
-    if signature is False:
-        return None
-    static = signature.static(values)
-    programs = signature.programs.get(static)
+    key = (update, tuple(options))
+    programs = _programs.get(key)
     if programs is None:
-        programs = signature.programs[static] = []
-    elif type(programs) is tuple:  # the function could not be traced with these options
-        return None
-    for program in programs:
-        result = vm.run(program.code, program.constants, values)
+        if len(_programs) >= _SIGNATURES:
+            _programs.clear()
+        programs = _programs[key] = []
+    for i, program in enumerate(programs):
+        result = vm.run(program.code, program.constants, program.options, values)
         if type(result) is tuple:
+            if i:  # the program of the moment goes first
+                programs.insert(0, programs.pop(i))
             return _results(result)
         if result == vm.INPUTS:
             return None
     if len(programs) >= _VARIANTS:
         return None
+    refusal = (key, tuple(v.dtype if type(v) is np.ndarray else v if type(v) in _fuse._OPTION_TYPES else type(v)
+                          for v in values))
+    if refusal in _refused:
+        return None
     try:
         program = assemble(_fuse.trace(update, arrays, options, numbers=True))
     except _fuse.Unfusable:
-        signature.programs[static] = ()  # traced nothing: the readable function from now on
+        if len(_refused) >= _SIGNATURES:
+            _refused.clear()
+        _refused.add(refusal)  # the readable function, for calls like this one, from now on
         return None
-    programs.append(program)
-    result = vm.run(program.code, program.constants, values)
+    programs.insert(0, program)
+    result = vm.run(program.code, program.constants, program.options, values)
     return _results(result) if type(result) is tuple else None
 
 

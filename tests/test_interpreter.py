@@ -45,8 +45,8 @@ class Counting:
         self.vm, self.GUARD, self.INPUTS = vm, vm.GUARD, vm.INPUTS
         self.ran = self.guard = self.inputs = 0
 
-    def run(self, code, constants, values):
-        result = self.vm.run(code, constants, values)
+    def run(self, code, constants, options, values):
+        result = self.vm.run(code, constants, options, values)
         if type(result) is tuple:
             self.ran += 1
         elif result == self.GUARD:
@@ -61,7 +61,8 @@ def counting(monkeypatch):
     """A fresh interpreter state (no remembered traces) whose extension counts its calls."""
     counter = Counting(_vm.extension(COMPILER))
     monkeypatch.setattr(_vm, "extension", lambda compiler: counter if compiler else None)
-    monkeypatch.setattr(_vm, "_signatures", {})
+    monkeypatch.setattr(_vm, "_programs", {})
+    monkeypatch.setattr(_vm, "_refused", set())
     with fast.settings(compiler=COMPILER, interpreter=True, enabled=True):
         yield counter
 
@@ -234,8 +235,8 @@ def test_guards_decide_which_trace_runs(counting):
             options = dict(t=t, lr=0.1, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=wd)
             assert_bitwise(sgd_update(theta, g, b, **options), sgd_update.__wrapped__(theta, g, b, **options))
     assert counting.ran == 8 and counting.guard > 0
-    (signature,) = _vm._signatures.values()
-    assert [len(programs) for programs in signature.programs.values()] == [4]  # (t == 1?) x (wd == 0?)
+    (programs,) = _vm._programs.values()
+    assert len(programs) == 4  # (t == 1?) x (weight_decay == 0?)
 
 
 def test_arguments_returned_unchanged_are_the_arguments(counting):
@@ -340,10 +341,37 @@ def test_the_guards_of_a_trace_are_recorded():
 def test_no_compiler_or_no_interpreter_means_the_readable_function(monkeypatch):
     """Without a compiler (or with the interpreter switched off) small steps run the readable
     function, and nothing is traced."""
-    monkeypatch.setattr(_vm, "_signatures", {})
+    monkeypatch.setattr(_vm, "_programs", {})
     x = np.ones(5)
     options = dict(t=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, xp=xp_numpy)
     for settings in ({"compiler": None}, {"interpreter": False}):
         with fast.settings(**settings):
             assert_bitwise(adam_update(x, x, x, x, None, **options), adam_update.__wrapped__(x, x, x, x, None, **options))
-    assert _vm._signatures == {}
+    assert _vm._programs == {}
+
+
+def test_without_headers_or_a_working_compiler_there_is_no_interpreter(monkeypatch, tmp_path):
+    """The interpreter is built on first use; where Python's headers are missing or the compiler
+    fails, there is none (and small steps run the readable functions)."""
+    import sysconfig
+    assert _vm.extension.__wrapped__("false") is None  # a "compiler" that always fails
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    assert _vm.extension.__wrapped__(COMPILER) is None
+
+
+def test_threads_stepping_at_once_get_the_readable_bits(counting):
+    """Several threads stepping their own optimizers through the interpreter at the same time
+    (it holds the GIL and keeps no state between calls): each trajectory is the readable one."""
+    import concurrent.futures
+    import contextvars
+    configurations = [refimpl.Adam(lr=0.05), refimpl.Adam(lr=0.05, amsgrad=True), refimpl.SGD(lr=0.05, momentum=0.9),
+                      refimpl.AdaL(lr=0.05)]
+    problems = [problem(opt, 300, np.float32, 50, seed=i) for i, opt in enumerate(configurations)]
+    with fast.settings(enabled=False):
+        readable = [run_steps(opt, *p) for opt, p in zip(configurations, problems)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # each thread in a copy of this context's settings
+        futures = [pool.submit(contextvars.copy_context().run, run_steps, opt, *p)
+                   for opt, p in zip(configurations, problems)]
+        for future, want in zip(futures, readable):
+            assert_bitwise(future.result(), want)
+    assert counting.ran >= 4 * 50
