@@ -119,6 +119,15 @@ def elementwise(update):
 
     The decorated function is called exactly as ``update``; ``update`` itself stays reachable as
     ``.__wrapped__`` (the readable path, which the tests use as the oracle).
+
+    What ``update`` may do, to be traced: elementwise arithmetic (``+ - * /``, comparisons,
+    ``xp.sqrt``, ``xp.abs``, ``xp.maximum``, ``xp.minimum``, ``xp.where``, ``xp.ones_like``,
+    ``xp.zeros_like``) on its arrays, Python arithmetic and comparisons on its numbers, and
+    Python decisions on numbers and options. It must not decide on the *type* of a number
+    (``isinstance(lr, float)``): inside a trace a number is a symbol. Anything else (a reduction,
+    ``float(lr)``, a decision on array values) makes the trace refuse, and the function runs as
+    written. As a safety net, the first call of every new trace is also run as written and the
+    trace is kept only if the two agree bit for bit.
     """
 
     @functools.wraps(update)
