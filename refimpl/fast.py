@@ -34,7 +34,8 @@ grouping, give the same bits. So:
 
 With ``threads > 1`` the CPU paths for large arrays share the elements among threads (ctypes and
 NumPy release the GIL). Every other call (array-api-strict, dask, a layout or a function the
-paths above do not cover, ...) runs the readable function itself. ``tests/test_fast_paths.py`` checks each path bitwise against the readable function, for
+paths above do not cover, ...) runs the readable function itself. ``tests/test_fast_paths.py``
+and ``tests/test_interpreter.py`` check each path bitwise against the readable function, for
 every option of every optimizer.
 
 Settings (also from the environment: ``REFIMPL_FAST=0`` turns the fast paths off,

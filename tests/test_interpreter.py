@@ -394,3 +394,12 @@ def test_a_trace_that_disagrees_with_the_function_is_not_kept(counting):
         assert_bitwise(typed(x, a=a, xp=xp_numpy), (x * a,))
     assert counting.ran == 1  # the check at the first call, never again
     assert all(programs == [] for programs in _vm._programs.values())
+
+
+def test_empty_arrays(counting):
+    """Parameters with no element: empty results of the right shape and dtype, interpreted."""
+    for shape in ((0,), (0, 3), (4, 0)):
+        x = np.zeros(shape, np.float32)
+        options = dict(t=2, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, xp=xp_numpy)
+        assert_bitwise(adam_update(x, x, x, x, None, **options), adam_update.__wrapped__(x, x, x, x, None, **options))
+    assert counting.ran == 3
