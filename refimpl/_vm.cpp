@@ -320,8 +320,9 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* option
     for (int k = 0; k < nQ; k++) {
       const int32_t* I = body + WORDS * k;
       const int op = I[0], dst = I[1], a = I[2], b = I[3], c = I[4];
-      T* out = op == V_COMPARE || op == B_AND || op == B_OR || op == B_NOT ? nullptr : V[dst];
-      uint8_t* bout = Bblocks.get() + static_cast<size_t>(dst) * BLOCK;
+      const bool boolean = op == V_COMPARE || op == B_AND || op == B_OR || op == B_NOT;
+      T* out = boolean ? nullptr : V[dst];
+      uint8_t* bout = boolean ? Bblocks.get() + static_cast<size_t>(dst) * BLOCK : nullptr;
       switch (op) {
         case V_ADD: apply2<T>(out, a, b, R, s, len, [](T x, T y) { return x + y; }); break;
         case V_SUB: apply2<T>(out, a, b, R, s, len, [](T x, T y) { return x - y; }); break;
