@@ -52,9 +52,25 @@ _BINARY = {"+": "({a} + {b})", "-": "({a} - {b})", "*": "({a} * {b})", "/": "({a
            "==": "({a} == {b})", "!=": "({a} != {b})", "&": "({a} && {b})", "|": "({a} || {b})"}
 _COMPARISONS = {">", ">=", "<", "<=", "==", "!="}
 _LOGICAL = {"&", "|"}
-# Exactly CuPy's maximum/minimum for floats: NaN if either is NaN.
-_MAXIMUM = "((isnan({a}) || isnan({b})) ? ({t})NAN : max({a}, {b}))"
-_MINIMUM = "((isnan({a}) || isnan({b})) ? ({t})NAN : min({a}, {b}))"
+# maximum and minimum: a NaN operand gives NaN; otherwise the larger (smaller) operand, and when
+# the two are equal, which only shows for 0 and -0, the one the array library picks (tie_rule).
+_EXTREMUM = "(isnan({a}) ? {a} : isnan({b}) ? {b} : {a} {cmp} {b} ? {a} : {b} {cmp} {a} ? {b} : {tie})"
+_TIES = {"first": "{a}", "second": "{b}", "positive": "(signbit({a}) ? {b} : {a})",
+         "negative": "(signbit({a}) ? {a} : {b})"}
+TIE_RULES = tuple(_TIES)  # the interpreter's numbering of them (refimpl/_vm.cpp)
+
+
+@functools.lru_cache(maxsize=None)
+def tie_rule(real, op: str) -> str:
+    """Which operand ``real.maximum`` (or ``minimum``) returns when they are equal: NumPy on
+    x86 returns the second (``maximum(-0.0, 0.0)`` is ``0.0``, ``maximum(0.0, -0.0)`` is ``-0.0``);
+    IEEE 754-2019's maximum would return 0.0 both times. Asked of the library once, so that
+    a kernel gives its bits whichever rule it follows."""
+    first = real.asarray([-0.0, 0.0])
+    second = real.asarray([0.0, -0.0])
+    signs = [bool(s) for s in np.asarray(real.signbit(getattr(real, op)(first, second)).tolist())]
+    return {(True, False): "first", (False, True): "second", (False, False): "positive",
+            (True, True): "negative"}[tuple(signs)]
 
 
 class Kernel:
@@ -71,6 +87,7 @@ class Kernel:
         self.scalars = []     # (name, op, operands): numbers, constants, their arithmetic, guards
         self.casts = []       # (name, number name, dtype): a number meeting an array of dtype
         self.options = []     # (position, value): the other arguments (booleans, strings, None, xp)
+        self.ties = {}        # name of a maximum/minimum -> which operand it returns when equal
         self._cast_names = {}
 
     def add_input(self, prefix: str, dtype, value) -> str:
@@ -377,21 +394,25 @@ class Namespace:
             return self._real.abs(x)
         return self._kernel.add_line(x.dtype, "abs", (x.name,), f"fabs({x.name})")
 
-    def _extremum(self, op, template, a, b):
+    def _extremum(self, op, a, b):
         if not self._uses_symbols(a, b):
             return getattr(self._real, op)(a, b)
         symbol = a if isinstance(a, Symbol) else b
         if symbol.dtype == np.bool_:
             raise Unfusable(f"{op} of boolean arrays")
         na, nb = _operand(self._kernel, a, symbol.dtype), _operand(self._kernel, b, symbol.dtype)
-        t = _C_TYPES[symbol.dtype]
-        return self._kernel.add_line(symbol.dtype, op, (na, nb), template.format(a=na, b=nb, t=t))
+        tie = tie_rule(self._real, op)
+        expression = _EXTREMUM.format(a=na, b=nb, cmp=">" if op == "maximum" else "<",
+                                      tie=_TIES[tie].format(a=na, b=nb))
+        result = self._kernel.add_line(symbol.dtype, op, (na, nb), expression)
+        self._kernel.ties[result.name] = tie
+        return result
 
     def maximum(self, a, b):
-        return self._extremum("maximum", _MAXIMUM, a, b)
+        return self._extremum("maximum", a, b)
 
     def minimum(self, a, b):
-        return self._extremum("minimum", _MINIMUM, a, b)
+        return self._extremum("minimum", a, b)
 
     def where(self, condition, a, b):
         if not self._uses_symbols(condition, a, b):
@@ -482,8 +503,6 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bo
 # ----------------------------------------------------------------------------- CuPy
 
 
-# NVRTC does not define NAN; CuPy's own maximum kernel defines it the same way.
-_PREAMBLE = "#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"
 
 
 @functools.lru_cache(maxsize=256)
@@ -491,7 +510,7 @@ def _compiled(in_params: str, out_params: str, body: str, fmad: bool):
     import cupy
     options = () if fmad else ("--fmad=false",)
     return cupy.ElementwiseKernel(in_params, out_params, body, name="refimpl_fused_update",
-                                  preamble=_PREAMBLE, options=options, return_tuple=True)
+                                  options=options, return_tuple=True)
 
 
 def call(update, arrays: tuple, options: dict, *, fmad: bool = False):

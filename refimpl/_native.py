@@ -31,7 +31,7 @@ __all__ = ["default_compiler", "compiled", "precompile", "call"]
 
 HEADER = """#include <cfenv>
 #include <cmath>
-using std::isnan; using std::max; using std::min; using std::sqrt; using std::fabs;
+using std::isnan; using std::signbit; using std::sqrt; using std::fabs;
 """
 FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fno-math-errno", "-fPIC", "-shared")
 NATIVE = ("-march=native",)  # tried first (wider vectors, masked selects); dropped if refused

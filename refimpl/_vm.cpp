@@ -149,6 +149,24 @@ inline void apply1(T* out, int a, T* const* V, const T* S, int len, F f) {
   }
 }
 
+// Ties of maximum and minimum (refimpl/_fuse.py, TIE_RULES): which of two equal operands wins.
+enum Tie : int { TIE_FIRST = 0, TIE_SECOND = 1, TIE_POSITIVE = 2, TIE_NEGATIVE = 3 };
+
+template <typename T, typename Beats>
+inline void extremum(T* out, int a, int b, int tie, T* const* V, const T* S, int len, Beats beats) {
+  auto pick = [beats](auto on_tie) {
+    return [beats, on_tie](T x, T y) {
+      return std::isnan(x) ? x : std::isnan(y) ? y : beats(x, y) ? x : beats(y, x) ? y : on_tie(x, y);
+    };
+  };
+  switch (tie) {
+    case TIE_FIRST: apply2<T>(out, a, b, V, S, len, pick([](T x, T) { return x; })); break;
+    case TIE_SECOND: apply2<T>(out, a, b, V, S, len, pick([](T, T y) { return y; })); break;
+    case TIE_POSITIVE: apply2<T>(out, a, b, V, S, len, pick([](T x, T y) { return std::signbit(x) ? y : x; })); break;
+    default: apply2<T>(out, a, b, V, S, len, pick([](T x, T y) { return std::signbit(x) ? x : y; })); break;
+  }
+}
+
 // Where an array of shape `shape` (C order) sits inside the first array's shape `first`: the
 // element for flat index i of the first is element i / inner of this one. Supported: the same
 // shape (inner 1), and shapes that equal a prefix of `first` followed by ones, such as a
@@ -331,15 +349,10 @@ PyObject* execute(const int32_t* code, const double* constants, PyObject* option
         case V_NEG: apply1<T>(out, a, R, s, len, [](T x) { return -x; }); break;
         case V_ABS: apply1<T>(out, a, R, s, len, [](T x) { return std::fabs(x); }); break;
         case V_SQRT: apply1<T>(out, a, R, s, len, [](T x) { return std::sqrt(x); }); break;
-        // NumPy's maximum and minimum: the first NaN operand, else the larger (smaller) one.
-        case V_MAXIMUM:
-          apply2<T>(out, a, b, R, s, len,
-                    [](T x, T y) { return std::isnan(x) ? x : std::isnan(y) ? y : (x < y ? y : x); });
-          break;
-        case V_MINIMUM:
-          apply2<T>(out, a, b, R, s, len,
-                    [](T x, T y) { return std::isnan(x) ? x : std::isnan(y) ? y : (y < x ? y : x); });
-          break;
+        // maximum and minimum: a NaN operand, else the larger (smaller) one, else (equal: 0 and
+        // -0) the one the array library returns, c being its rule (refimpl/_fuse.py, tie_rule).
+        case V_MAXIMUM: extremum<T>(out, a, b, c, R, s, len, [](T x, T y) { return x > y; }); break;
+        case V_MINIMUM: extremum<T>(out, a, b, c, R, s, len, [](T x, T y) { return x < y; }); break;
         case V_COMPARE:
           switch (c) {
             case LT: apply2<T, uint8_t>(bout, a, b, R, s, len, [](T x, T y) { return uint8_t(x < y); }); break;

@@ -162,7 +162,10 @@ def assemble(kernel) -> Program:
             continue
         if step_dtype != dtype:
             raise _fuse.Unfusable(f"an operation in {step_dtype}")
-        if op in V_OPS:
+        if op in ("maximum", "minimum"):  # c: which operand wins a tie, as the library decides
+            body.append((V_OPS[op], register(V, name), *(operand(o) for o in operands),
+                         _fuse.TIE_RULES.index(kernel.ties[name])))
+        elif op in V_OPS:
             body.append((V_OPS[op], register(V, name), *(operand(o) for o in operands), *(0,) * (3 - len(operands))))
         elif op == "where":
             condition, a, b = operands

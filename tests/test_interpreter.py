@@ -403,3 +403,97 @@ def test_empty_arrays(counting):
         options = dict(t=2, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, xp=xp_numpy)
         assert_bitwise(adam_update(x, x, x, x, None, **options), adam_update.__wrapped__(x, x, x, x, None, **options))
     assert counting.ran == 3
+
+
+@fast.elementwise
+def every_array_operation(x, y, *, a, xp):
+    """Each array operation the interpreter runs, on arrays and numbers (a synthetic update)."""
+    s = -x + xp.abs(y) * a - y / (x * x + 1.0)
+    big = xp.maximum(x, y)
+    small = xp.minimum(y, a)
+    chosen = xp.where((x < y) & (x <= a) | ~(x >= 0.5), big, small)
+    flags = (x == y) | (x != a) & (y > x)
+    picked = xp.where(flags, xp.sqrt(xp.abs(s)), xp.zeros_like(x))
+    filled = xp.where(x > y, xp.ones_like(y), 2.0 * a)
+    return s, chosen, picked, filled, 1.0 - a * x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_array_operation_is_numpys(dtype, counting):
+    """Negation, absolute value, maximum, minimum, the six comparisons, and/or/not, where,
+    ones_like/zeros_like, numbers on either side: NumPy's bits, on values that include NaN,
+    signed zeros, infinities and subnormals (where the ordering of maximum and minimum and
+    NaN's comparisons matter)."""
+    rng = np.random.default_rng(8)
+    specials = np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-45, -5e-324, 0.5, 1.0, -1.0])
+    for n in (1, 30, 300):
+        x = rng.standard_normal(n)
+        y = rng.standard_normal(n)
+        x[rng.integers(0, n, n // 3 + 1)] = rng.choice(specials, n // 3 + 1)
+        y[rng.integers(0, n, n // 3 + 1)] = rng.choice(specials, n // 3 + 1)
+        with np.errstate(all="ignore"):
+            x, y = x.astype(dtype), y.astype(dtype)
+            for a in (0.5, -0.0, 3.0, math.inf, math.nan):
+                assert_bitwise(every_array_operation(x, y, a=a, xp=xp_numpy),
+                               every_array_operation.__wrapped__(x, y, a=a, xp=xp_numpy))
+    assert counting.ran == 3 * 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_array_operation_in_the_compiled_kernels(dtype):
+    """The same operations through the kernels compiled for large arrays (refimpl/_native.py),
+    whose maximum and minimum follow the same rule for ties."""
+    rng = np.random.default_rng(9)
+    specials = np.array([np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-45, -5e-324, 0.5, 1.0, -1.0])
+    x = rng.choice(specials, 3000)
+    y = rng.choice(specials, 3000)
+    with np.errstate(all="ignore"):
+        x, y = x.astype(dtype), y.astype(dtype)
+        with fast.settings(min_size=1, interpreter=False, compiler=COMPILER):
+            for a in (0.5, -0.0, math.nan):
+                assert_bitwise(every_array_operation(x, y, a=a, xp=xp_numpy),
+                               every_array_operation.__wrapped__(x, y, a=a, xp=xp_numpy))
+
+
+def test_ties_of_maximum_and_minimum_are_the_librarys():
+    """NumPy's maximum and minimum return one of two equal operands (0 and -0) by a rule of the
+    platform; the tracer asks NumPy which, and the kernels follow it."""
+    rule = {op: _fuse.tie_rule(xp_numpy, op) for op in ("maximum", "minimum")}
+    zero, negative = np.zeros(1), -np.zeros(1)
+    for op, rule_ in rule.items():
+        f = getattr(np, op)
+        expected = {"first": (True, False), "second": (False, True), "positive": (False, False),
+                    "negative": (True, True)}[rule_]
+        assert (bool(np.signbit(f(negative, zero))[0]), bool(np.signbit(f(zero, negative))[0])) == expected
+
+
+@fast.elementwise
+def every_number_operation(x, *, a, b, k, xp):
+    """Python's arithmetic and decisions on numbers, replayed by the interpreter."""
+    c = -a + abs(b) * 2 - a / (b * b + 1) + k * 3 - (k + 1) / 7 + 2 ** b - (abs(-k) + 1) ** 0.5
+    if a:
+        c = c + 1
+    if b < a:
+        c = c * 2
+    if a <= k or b >= 0.25:
+        c = c - 3
+    if a == b or k != 2:
+        c = c + 0.125
+    return (x * c,)
+
+
+def test_every_number_operation_is_pythons(counting):
+    """Negation, abs, + - * / and ** on floats and ints, truth, the six comparisons: each
+    computed as Python computes it, each decision a guard, on a grid of values crossing every
+    decision (each combination traced once, then replayed)."""
+    x = np.linspace(-1.0, 1.0, 5)
+    values = [-2.5, -0.0, 0.0, 0.25, 0.75, 3.0, math.nan]
+    for a in values:
+        for b in values:
+            for k in (-3, 0, 2):
+                got = outcome(every_number_operation, x, a=a, b=b, k=k, xp=xp_numpy)
+                want = outcome(every_number_operation.__wrapped__, x, a=a, b=b, k=k, xp=xp_numpy)
+                assert got[0] == want[0]
+                if got[0] == "value":
+                    assert_bitwise(got[1], want[1])
+    assert counting.ran >= 100 and counting.guard > 0
