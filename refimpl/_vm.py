@@ -61,7 +61,6 @@ V_COMPARE, V_WHERE, B_AND, B_OR, B_NOT, V_FILL = 49, 50, 51, 52, 53, 54
 COMPARE = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
 OUT_NONE, OUT_VECTOR, OUT_INPUT, OUT_SAME = 0, 1, 2, 3
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
-_ERRORS = {1: "divide", 2: "over", 4: "under", 8: "invalid"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -281,6 +280,6 @@ def _results(result: tuple):
     flags = result[0]
     if flags:
         state = np.geterr()
-        if any(flags & bit and state[name] != "ignore" for bit, name in _ERRORS.items()):
+        if any(flags & bit and state[name] != "ignore" for bit, name in _native.ERRORS.items()):
             return None
     return result[1:]

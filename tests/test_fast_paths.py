@@ -259,6 +259,16 @@ def test_compiled_steps_equal_the_readable_steps(opt):
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 5e-324, 1e38, 1e308, -1.0, 1.0])
 
 
+def with_specials(rng, n, dtype, share, nonnegative=False):
+    """``n`` standard normal numbers of ``dtype``, about one in ``share`` replaced by one of SPECIALS
+    (in float32 the huge ones overflow to infinity); made nonnegative if asked."""
+    x = rng.standard_normal(n)
+    x[rng.integers(0, n, size=max(1, n // share))] = rng.choice(SPECIALS, size=max(1, n // share))
+    with np.errstate(all="ignore"):
+        x = x.astype(dtype)
+    return np.abs(x) if nonnegative else x
+
+
 @pytest.mark.parametrize("path", [BLOCKS, pytest.param({"compiler": COMPILER}, marks=needs_compiler)],
                          ids=["blocks", "compiled"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -269,11 +279,7 @@ def test_fast_functions_equal_the_readable_functions_on_special_values(n, dtype,
     rng = np.random.default_rng(n)
 
     def array(nonnegative=False):
-        x = rng.standard_normal(n)
-        x[rng.integers(0, n, size=max(1, n // 5))] = rng.choice(SPECIALS, size=max(1, n // 5))
-        with np.errstate(all="ignore"):
-            x = x.astype(dtype)
-        return np.abs(x) if nonnegative else x
+        return with_specials(rng, n, dtype, 5, nonnegative)
 
     calls = [
         (adam_update, (array(), array(), array(), array(True), array(True)),

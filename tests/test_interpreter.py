@@ -29,7 +29,7 @@ from refimpl.adal import adal_update
 from refimpl.adam import adam_update
 from refimpl.sgd import sgd_update
 
-from test_fast_paths import COMPILER, CONFIGURATIONS, SPECIALS, assert_bitwise, direct_calls, label
+from test_fast_paths import COMPILER, CONFIGURATIONS, assert_bitwise, direct_calls, label, with_specials
 
 needs_interpreter = pytest.mark.skipif(
     COMPILER is None or _vm.extension(COMPILER) is None,
@@ -126,11 +126,7 @@ def test_special_values(dtype, counting):
     rng = np.random.default_rng(7)
     for n in (1, 13, 300):
         def array(nonnegative=False):
-            x = rng.standard_normal(n)
-            x[rng.integers(0, n, size=max(1, n // 3))] = rng.choice(SPECIALS, size=max(1, n // 3))
-            with np.errstate(all="ignore"):
-                x = x.astype(dtype)
-            return np.abs(x) if nonnegative else x
+            return with_specials(rng, n, dtype, 3, nonnegative)
 
         calls = [
             (adam_update, (array(), array(), array(), array(True), array(True)),
