@@ -22,7 +22,6 @@ import tempfile
 import numpy as np
 
 START = (-1.2, 1.0)
-COLD = "refimpl, gradient only, first run on the machine (compiles the interpreter)"
 
 REFIMPL = r"""
 import json, os, sys, time
@@ -97,9 +96,9 @@ print(json.dumps({"seconds": seconds, "seconds_compiled": again}))
 """ % {"start": START}
 
 
-def _python(code: str, *args, env: dict | None = None) -> dict:
+def _python(code: str, *args) -> dict:
     result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                            env=dict(os.environ, TQDM_DISABLE="1", **(env or {})))
+                            env=dict(os.environ, TQDM_DISABLE="1"))
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -124,11 +123,6 @@ def measure(K: int, T: int, dtype: str, one_core: bool, repeats: int) -> dict:
                     rows["jax, the same sweep again (compiled)"] = float(np.median([r["seconds_compiled"] for r in runs]))
             else:
                 rows[name] = next(r["error"] for r in runs if "error" in r)
-        # Once, with an empty kernel cache: the first sweep on a machine also compiles refimpl's
-        # interpreter of small steps (refimpl/_vm.cpp), once; every later process loads it.
-        cold = _python(REFIMPL, K, T, dtype, "lean", os.path.join(tmp, "cold.npy"), int(one_core),
-                       env={"REFIMPL_CACHE": tempfile.mkdtemp(dir=tmp)})
-        rows[COLD] = cold.get("seconds", cold.get("error"))
         names = list(finals)
         ref, lean, jx = (finals[n] for n in names)
         agreement = {}

@@ -18,8 +18,7 @@ import numpy as np
 from . import bench_gpu, bench_steps, bench_sweep
 from .common import copy_bandwidth, fmt_ratio, fmt_time, machine
 
-REFIMPL = ["refimpl Adam", "refimpl Adam, no compiler", "refimpl Adam, readable only", "refimpl AdamW",
-           "refimpl ND-Adam", "refimpl AdaL"]
+REFIMPL = ["refimpl Adam", "refimpl Adam, whole arrays", "refimpl AdamW", "refimpl ND-Adam", "refimpl AdaL"]
 TORCH = [f"torch {cls} {mode}" for cls in ("Adam", "AdamW")
          for mode in ("foreach=False", "foreach=True", "fused=True")]
 
@@ -43,10 +42,9 @@ def markdown_steps(rows, bandwidth) -> str:
                            + f" | {fmt_time(bound)} | {fmt_time(t.get(bench_steps.FRESH))} |")
             out.append(f"\n#### Ratios (same run): {dtype}, {threads} thread(s)\n")
             out.append("| params | refimpl Adam / fastest torch Adam | refimpl Adam / torch Adam foreach=True "
-                       "| no compiler / torch Adam foreach=True | refimpl AdamW / fastest torch AdamW "
-                       "| readable only / refimpl Adam | refimpl Adam: fraction of bound "
-                       "| torch Adam fused: fraction of bound |")
-            out.append("|---" * 8 + "|")
+                       "| refimpl AdamW / fastest torch AdamW | whole arrays / refimpl Adam "
+                       "| refimpl Adam: fraction of bound | torch Adam fused: fraction of bound |")
+            out.append("|---" * 7 + "|")
             for r in block:
                 t = r["seconds_per_step"]
                 bound = bench_steps.ADAM_ARRAYS * r["n"] * np.dtype(dtype).itemsize / bw
@@ -54,9 +52,8 @@ def markdown_steps(rows, bandwidth) -> str:
                 fastest_w = _fastest(t, "torch AdamW ")
                 out.append(f"| {r['n']:.0e} | {fmt_ratio(t.get('refimpl Adam'), fastest)} "
                            f"| {fmt_ratio(t.get('refimpl Adam'), t.get('torch Adam foreach=True'))} "
-                           f"| {fmt_ratio(t.get('refimpl Adam, no compiler'), t.get('torch Adam foreach=True'))} "
-                           f"| {fmt_ratio(t.get('refimpl AdamW'), fastest_w)} "
-                           f"| {fmt_ratio(t.get('refimpl Adam, readable only'), t.get('refimpl Adam'))} "
+                               f"| {fmt_ratio(t.get('refimpl AdamW'), fastest_w)} "
+                           f"| {fmt_ratio(t.get('refimpl Adam, whole arrays'), t.get('refimpl Adam'))} "
                            f"| {fmt_ratio(bound, t.get('refimpl Adam'))} "
                            f"| {fmt_ratio(bound, t.get('torch Adam fused=True'))} |")
     return "\n".join(out)
@@ -70,13 +67,12 @@ def _fastest(times, prefix):
 def markdown_sweep(results) -> str:
     out = ["\n#### Sweep: 1024 learning rates of Adam on Rosenbrock, one run (seconds, fresh process each)\n",
            "| dtype | cores | steps | refimpl, problems.rosenbrock | refimpl, gradient only "
-           "| refimpl, gradient only, first run on the machine (interpreter compiled) "
            "| JAX jit(vmap(scan)), compile included | JAX again, compiled | refimpl (gradient only) / JAX incl. compile |",
-           "|---" * 9 + "|"]
+           "|---" * 8 + "|"]
     jax_key = "jax.jit(jax.vmap(optax.adam in lax.scan)), compile included"
     for r in results:
         s = r["seconds"]
-        cells = [s.get("refimpl, problems.rosenbrock"), s.get("refimpl, gradient only"), s.get(bench_sweep.COLD),
+        cells = [s.get("refimpl, problems.rosenbrock"), s.get("refimpl, gradient only"),
                  s.get(jax_key), s.get("jax, the same sweep again (compiled)")]
         out.append(f"| {r['dtype']} | {'1' if r['one_core'] else 'all'} | {r['T']} | "
                    + " | ".join(fmt_time(c) for c in cells)

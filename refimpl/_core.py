@@ -204,7 +204,7 @@ class Optimizer:
     _HYPERS: ClassVar[dict[str, tuple[Interval, bool]]] = {}
 
     def __post_init__(self):
-        object.__setattr__(self, "_namespaces", {})  # signature of a checked call -> its namespace
+        object.__setattr__(self, "_namespaces", {})  # signature of a checked call -> (namespace, has 0-d)
         for field, (interval, schedulable) in self._HYPERS.items():
             value = getattr(self, field)
             if callable(value) and not _is_array(value):
@@ -264,19 +264,21 @@ class Optimizer:
         With ``check_finite=True`` a gradient holding NaN or Inf raises ``FloatingPointError``
         naming the parameter; by default such values propagate, as in PyTorch and optax.
         """
-        p, g, s, xp = self._checked(params, grads, state)
+        p, g, s, xp, zero_d = self._checked(params, grads, state)
         if check_finite:
             for key, x in g.items():
                 if not bool(xp.all(xp.isfinite(x))):
                     raise FloatingPointError(f"{_name('grads', key)} holds NaN or Inf at step t={state.t + 1}")
         t = state.t + 1
         new_p, new_s = self._update(p, g, s, t, xp)
+        if zero_d:  # NumPy's arithmetic on 0-d arrays returns NumPy scalars: make them arrays again
+            new_p, new_s = _arrays(new_p, xp), {field: _arrays(tree, xp) for field, tree in new_s.items()}
         moments = [unflatten(new_s.get(f), p) for f in self.State._fields[1:]]
         return unflatten(new_p, p), self.State(t, *moments)
 
     def _checked(self, params: Tree, grads: Tree, state):
-        """Validate a step's inputs; return the flat ``params``, ``grads`` and state moments, and
-        the array namespace.
+        """Validate a step's inputs; return the flat ``params``, ``grads`` and state moments, the
+        array namespace, and whether a parameter is 0-d.
 
         The first call with a given :func:`_signature` runs every check; a later call with the same
         signature would pass the structural ones again, so it runs only the checks of values
@@ -284,7 +286,7 @@ class Optimizer:
         """
         signature = _signature(params, grads, state)
         try:
-            xp = self._namespaces.get(signature)
+            xp, zero_d = self._namespaces.get(signature, (None, None))
         except TypeError:  # an unhashable shape or dtype: check everything, remember nothing
             xp = signature = None
         if xp is None:
@@ -295,9 +297,10 @@ class Optimizer:
             self._check_grads(p, g)
             s = self._check_state(state, p)
             self._check_broadcast(p)
+            zero_d = any(x.ndim == 0 for x in p.values())
             if signature is not None:
-                self._remember(signature, xp)
-            return p, g, s, xp
+                self._remember(signature, (xp, zero_d))
+            return p, g, s, xp, zero_d
         p = dict(params) if type(params) is dict else {_SINGLE: params}
         g = dict(grads) if type(grads) is dict else {_SINGLE: grads}
         self._check_values(p)
@@ -306,13 +309,13 @@ class Optimizer:
         for field, tree in zip(state._fields[1:], state[1:]):
             if tree is not None:
                 s[field] = dict(tree) if type(tree) is dict else {_SINGLE: tree}
-        return p, g, s, xp
+        return p, g, s, xp, zero_d
 
-    def _remember(self, signature: tuple, xp) -> None:
+    def _remember(self, signature: tuple, checked: tuple) -> None:
         namespaces = self._namespaces
         if len(namespaces) >= _SIGNATURES_KEPT:  # a caller that changes shapes at every step
             namespaces.clear()
-        namespaces[signature] = xp
+        namespaces[signature] = checked
 
     def __getstate__(self):  # the remembered signatures are a cache: not pickled
         return {k: v for k, v in self.__dict__.items() if k != "_namespaces"}
@@ -400,6 +403,14 @@ class Optimizer:
 _SIGNATURES_KEPT = 64
 
 
+def _arrays(flat: dict | None, xp) -> dict | None:
+    """``flat`` with every NumPy scalar (what NumPy's arithmetic makes of 0-d arrays) made a 0-d
+    array again, so that a later step takes it as a parameter."""
+    if flat is None:
+        return None
+    return {key: xp.asarray(x) if not _is_array(x) or x.ndim == 0 else x for key, x in flat.items()}
+
+
 def _tree_signature(tree):
     """What the structural checks see of a tree: keys, array types, shapes and dtypes. Raises
     ``AttributeError`` for a leaf that is not array-like (the full checks then report it)."""
@@ -438,6 +449,15 @@ def _broadcasts_to(small: tuple, big: tuple) -> bool:
     if len(small) > len(big):
         return False
     return all(a == 1 or a == b for a, b in zip(reversed(small), reversed(big)))
+
+
+def sqrt(x, xp):
+    """The correctly rounded square root of a number (a Python float, from ``math.sqrt``) or of
+    an array (``xp.sqrt``). Not ``x**0.5``: a power is not correctly rounded (on Python floats
+    ``(1 - 0.999**t)**0.5`` and ``math.sqrt(1 - 0.999**t)`` differ at about 1% of the steps)."""
+    if isinstance(x, numbers.Real) and not _is_array(x):
+        return math.sqrt(x)
+    return xp.sqrt(x)
 
 
 def bias_corrections(beta1, beta2, t: int, enabled: bool):

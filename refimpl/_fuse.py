@@ -19,25 +19,18 @@ A function that does something one elementwise kernel cannot (a reduction such a
 norms, a Python ``if`` on array values, mixed dtypes, a power of an array) raises
 :class:`Unfusable` while being traced, and :func:`call` runs the readable function instead.
 
-The same trace serves the CPU: :mod:`refimpl._native` compiles the same statements with the
-system's C++ compiler (contraction off) for large NumPy arrays. The tests compile them on the
-CPU for every option, which also checks the generated code on a machine without a GPU.
+On the CPU nothing is compiled: the tests run the recorded operations one by one with NumPy
+(``Kernel.steps``) and check them bitwise against the readable function, for every option.
 """
 
 from __future__ import annotations
 
 import functools
 import numbers
-import operator
-import types
 
 import numpy as np
 
 __all__ = ["Unfusable", "Kernel", "trace", "call"]
-
-
-# Arguments a trace with numbers=True takes as they are, and a replay requires to be the same.
-_OPTION_TYPES = (bool, str, type(None), types.ModuleType)
 
 
 class Unfusable(Exception):
@@ -46,7 +39,7 @@ class Unfusable(Exception):
 
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.bool_): "bool"}
 
-# operator -> (C template, result is boolean)
+# operator -> its C template
 _BINARY = {"+": "({a} + {b})", "-": "({a} - {b})", "*": "({a} * {b})", "/": "({a} / {b})",
            ">": "({a} > {b})", ">=": "({a} >= {b})", "<": "({a} < {b})", "<=": "({a} <= {b})",
            "==": "({a} == {b})", "!=": "({a} != {b})", "&": "({a} && {b})", "|": "({a} || {b})"}
@@ -57,7 +50,6 @@ _LOGICAL = {"&", "|"}
 _EXTREMUM = "(isnan({a}) ? {a} : isnan({b}) ? {b} : {a} {cmp} {b} ? {a} : {b} {cmp} {a} ? {b} : {tie})"
 _TIES = {"first": "{a}", "second": "{b}", "positive": "(signbit({a}) ? {b} : {a})",
          "negative": "(signbit({a}) ? {a} : {b})"}
-TIE_RULES = tuple(_TIES)  # the interpreter's numbering of them (refimpl/_vm.cpp)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,19 +68,11 @@ def tie_rule(real, op: str) -> str:
 class Kernel:
     """What a trace records: inputs, the C lines, and which values the function returns."""
 
-    def __init__(self, numbers: bool = False):
+    def __init__(self):
         self.inputs = []      # (name, dtype, value): symbols' arrays, scalars, broadcast arrays
         self.lines = []       # "const T nK = expression;"
         self.outputs = []     # (name, dtype) per result, None for a result that is None
         self.steps = []       # (name, op, operand names, dtype): the same operations, as data
-        # With numbers=True (refimpl/_vm.py), Python numbers are traced too:
-        self.numbers = numbers
-        self.positions = {}   # input name -> its position among the arguments
-        self.scalars = []     # (name, op, operands): numbers, constants, their arithmetic, guards
-        self.casts = []       # (name, number name, dtype): a number meeting an array of dtype
-        self.options = []     # (position, value): the other arguments (booleans, strings, None, xp)
-        self.ties = {}        # name of a maximum/minimum -> which operand it returns when equal
-        self._cast_names = {}
 
     def add_input(self, prefix: str, dtype, value) -> str:
         name = f"{prefix}{len(self.inputs)}"
@@ -110,55 +94,6 @@ class Kernel:
 
     def out_params(self) -> str:
         return ", ".join(f"{out[1].name} y{i}" for i, out in enumerate(self.outputs) if out is not None)
-
-    def add_scalar(self, op: str, operands: tuple) -> str:
-        """Record one step of the Python arithmetic on numbers (or a guard); its name."""
-        name = f"d{len(self.scalars)}"
-        self.scalars.append((name, op, operands))
-        return name
-
-    def constant(self, x) -> str:
-        """A Python number that no argument determines (a literal such as 1 or 0.5)."""
-        if isinstance(x, int) and abs(x) > 2**53:
-            raise Unfusable(f"the integer {x} is not exact as a double")
-        return self.add_scalar("constant", (float(x),))
-
-    def cast(self, number: str, dtype) -> str:
-        """The number ``number`` converted to ``dtype``, as NumPy converts a Python number
-        meeting an array of that dtype (once per number and dtype)."""
-        key = (number, np.dtype(dtype))
-        if key not in self._cast_names:
-            name = f"c{len(self.casts)}"
-            self.casts.append((name, number, np.dtype(dtype)))
-            self._cast_names[key] = name
-        return self._cast_names[key]
-
-    def by_value(self) -> list[bool]:
-        """Which inputs a C++ function takes by value: numbers and one-element arrays (the others
-        are pointers to one value per element)."""
-        return [_is_scalar(value) or getattr(value, "size", 0) == 1 for _, _, value in self.inputs]
-
-    def cpp_function(self, function_name: str) -> str:
-        """The kernel as a C++ function over the elements ``start <= i < stop`` (for the CPU: see
-        :mod:`refimpl._native`). The body is the one the GPU compiles."""
-        arguments = ["long start", "long stop"]
-        for (name, dtype, _), by_value in zip(self.inputs, self.by_value()):
-            arguments.append(f"{_C_TYPES[dtype]} {name}" if by_value else
-                             f"const {_C_TYPES[dtype]}* __restrict__ {name}_p")
-        arguments += [f"{_C_TYPES[out[1]]}* __restrict__ y{i}_p" for i, out in enumerate(self.outputs) if out]
-        loads = [f"const {_C_TYPES[dtype]} {name} = {name}_p[i];"
-                 for (name, dtype, _), by_value in zip(self.inputs, self.by_value()) if not by_value]
-        declares = [f"{_C_TYPES[out[1]]} y{i};" for i, out in enumerate(self.outputs) if out]
-        stores = [f"y{i}_p[i] = y{i};" for i, out in enumerate(self.outputs) if out]
-        inner = "\n    ".join(loads + declares + self.body().split("\n") + stores)
-        # It returns the IEEE exceptions raised, as bits 1 divide, 2 over, 4 under, 8 invalid
-        # (NumPy's names), so that the caller can report them as NumPy would.
-        return (f'extern "C" int {function_name}({", ".join(arguments)}) {{\n'
-                f"  std::feclearexcept(FE_ALL_EXCEPT);\n"
-                f"  for (long i = start; i < stop; i++) {{\n    {inner}\n  }}\n"
-                f"  const int raised = std::fetestexcept(FE_ALL_EXCEPT);\n"
-                f"  return (raised & FE_DIVBYZERO ? 1 : 0) | (raised & FE_OVERFLOW ? 2 : 0)"
-                f" | (raised & FE_UNDERFLOW ? 4 : 0) | (raised & FE_INVALID ? 8 : 0);\n}}\n")
 
 
 def _is_scalar(value) -> bool:
@@ -231,130 +166,15 @@ def _operand(kernel: Kernel, x, dtype) -> str:
         if x.kernel is not kernel or x.dtype != dtype:
             raise Unfusable(f"an operation mixing {x.dtype} and {dtype}")
         return x.name
-    if isinstance(x, Number):
-        if x.kernel is not kernel or dtype == np.bool_:
-            raise Unfusable("a number meeting a boolean array")
-        return kernel.cast(x.name, dtype)  # a Python number takes the array's dtype
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.generic)) and not hasattr(x, "dtype"):
         raise Unfusable(f"an operand of type {type(x).__name__}")
     if type(x) in (int, float):  # a Python number takes the array's dtype (NumPy 2 and CuPy agree)
         if dtype == np.bool_:
             raise Unfusable("a number meeting a boolean array")
-        return kernel.cast(kernel.constant(x), dtype) if kernel.numbers else kernel.add_input("s", dtype, x)
+        return kernel.add_input("s", dtype, x)
     if np.dtype(x.dtype) != dtype:  # a NumPy scalar or an array of another dtype would promote
         raise Unfusable(f"an operand of dtype {x.dtype} meeting a {dtype} array")
-    if kernel.numbers:
-        if not _is_scalar(x):  # every array argument is a symbol already; this one was made inside
-            raise Unfusable("an array made inside the function")
-        return kernel.cast(kernel.constant(float(x)), dtype)  # exact: x has the dtype already
     return kernel.add_input("s" if _is_scalar(x) else "a", dtype, x)
-
-
-_SWAPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-_PYTHON = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow,
-           "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
-           "!=": operator.ne}
-
-
-class Number:
-    """A Python number argument inside a trace with ``numbers=True`` (refimpl/_vm.py).
-
-    It carries its value, so every Python decision on it (``t > 0``, ``weight_decay == 0``) is
-    taken as in the readable run, and recorded as a *guard*: a later call whose numbers decide
-    otherwise does not reuse the trace. Its arithmetic is Python's, on the value, and is recorded
-    too, so the trace can be replayed with other numbers. Anything that would let the value
-    escape unrecorded (``float(x)``, ``hash(x)``, ``math.sqrt(x)``) makes the trace
-    :class:`Unfusable`.
-    """
-
-    __array_ufunc__ = None    # NumPy: ``array * number`` defers to Number.__rmul__
-    __array_priority__ = 1e6
-
-    def __init__(self, kernel: Kernel, name: str, value):
-        self.kernel, self.name, self.value = kernel, name, value
-
-    def __repr__(self):
-        return f"Number({self.name}={self.value!r})"
-
-    def _name_of(self, other) -> str | None:
-        if isinstance(other, Number) and other.kernel is self.kernel:
-            return other.name
-        if type(other) in (int, float):
-            return self.kernel.constant(other)
-        return None
-
-    def _arithmetic(self, other, op, reflected=False):
-        if isinstance(other, Symbol):
-            return other._binary(self, op, not reflected)
-        other_name = self._name_of(other)
-        if other_name is None:
-            raise Unfusable(f"a number meeting {type(other).__name__}")
-        other_value = other.value if isinstance(other, Number) else other
-        a, b = (other_value, self.value) if reflected else (self.value, other_value)
-        if op == "**" and type(a) is int and type(b) is int:
-            raise Unfusable("an integer power of an integer (exact in Python, not in double)")
-        value = _PYTHON[op](a, b)  # Python's own arithmetic: the readable run's value, or its error
-        na, nb = (other_name, self.name) if reflected else (self.name, other_name)
-        return self._result(op, (na, nb), value)
-
-    def _result(self, op, operands, value):
-        name = self.kernel.add_scalar(op, operands)
-        if type(value) is int:  # Python ints are exact: the double replay must stay exact too
-            self.kernel.add_scalar("exact_int", (name,))
-        elif type(value) is not float:
-            raise Unfusable(f"a number of type {type(value).__name__}")
-        return Number(self.kernel, name, value)
-
-    def _compare(self, other, op):
-        if isinstance(other, Symbol):
-            return other._binary(self, _SWAPPED[op])
-        other_name = self._name_of(other)
-        if other_name is None:
-            raise Unfusable(f"a number compared with {type(other).__name__}")
-        result = _PYTHON[op](self.value, other.value if isinstance(other, Number) else other)
-        self.kernel.add_scalar("guard", (op, self.name, other_name, bool(result)))
-        return result
-
-    def __add__(self, o): return self._arithmetic(o, "+")
-    def __radd__(self, o): return self._arithmetic(o, "+", True)
-    def __sub__(self, o): return self._arithmetic(o, "-")
-    def __rsub__(self, o): return self._arithmetic(o, "-", True)
-    def __mul__(self, o): return self._arithmetic(o, "*")
-    def __rmul__(self, o): return self._arithmetic(o, "*", True)
-    def __truediv__(self, o): return self._arithmetic(o, "/")
-    def __rtruediv__(self, o): return self._arithmetic(o, "/", True)
-    def __pow__(self, o): return self._arithmetic(o, "**")
-    def __rpow__(self, o): return self._arithmetic(o, "**", True)
-    def __lt__(self, o): return self._compare(o, "<")
-    def __le__(self, o): return self._compare(o, "<=")
-    def __gt__(self, o): return self._compare(o, ">")
-    def __ge__(self, o): return self._compare(o, ">=")
-    def __eq__(self, o): return self._compare(o, "==")  # noqa: E704
-    def __ne__(self, o): return self._compare(o, "!=")
-
-    def __neg__(self):
-        return self._result("neg", (self.name,), -self.value)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return self._result("abs", (self.name,), abs(self.value))
-
-    def __bool__(self):
-        result = bool(self.value)
-        self.kernel.add_scalar("truth", (self.name, result))
-        return result
-
-    def _escapes(self, *args):
-        raise Unfusable("a traced number used where its value would escape the trace")
-
-    __float__ = __int__ = __index__ = __complex__ = __round__ = __trunc__ = __floor__ = __ceil__ = _escapes
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _escapes
-    __hash__ = _escapes
-
-
-numbers.Real.register(Number)  # is_zero and friends see a real number
 
 
 class Namespace:
@@ -370,17 +190,13 @@ class Namespace:
             return real
 
         def only_real(*args, **kwargs):
-            if any(isinstance(a, (Symbol, Number)) for a in (*args, *kwargs.values())):
+            if any(isinstance(a, Symbol) for a in (*args, *kwargs.values())):
                 raise Unfusable(f"xp.{name} is not elementwise (or not supported in a fused kernel)")
             return real(*args, **kwargs)
         return only_real
 
     def _uses_symbols(self, *args) -> bool:
-        if not any(isinstance(a, Symbol) for a in args):
-            if any(isinstance(a, Number) for a in args):
-                raise Unfusable("an array function of traced numbers alone")
-            return False
-        return True
+        return any(isinstance(a, Symbol) for a in args)
 
     def sqrt(self, x):
         if not self._uses_symbols(x):
@@ -404,9 +220,7 @@ class Namespace:
         tie = tie_rule(self._real, op)
         expression = _EXTREMUM.format(a=na, b=nb, cmp=">" if op == "maximum" else "<",
                                       tie=_TIES[tie].format(a=na, b=nb))
-        result = self._kernel.add_line(symbol.dtype, op, (na, nb), expression)
-        self._kernel.ties[result.name] = tie
-        return result
+        return self._kernel.add_line(symbol.dtype, op, (na, nb), expression)
 
     def maximum(self, a, b):
         return self._extremum("maximum", a, b)
@@ -442,48 +256,25 @@ class Namespace:
         return self._kernel.add_line(x.dtype, "ones" if value else "zeros", (), f"({t}){value}")
 
 
-def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bool = False) -> Kernel:
+def trace(update, arrays: tuple, options: dict, xp_name: str = "xp") -> Kernel:
     """Run ``update(*arrays, **options)`` on symbols; return the recorded :class:`Kernel`.
 
     The symbols stand for every array argument of the first argument's shape; the namespace
-    argument ``xp_name`` is replaced by a :class:`Namespace` over the real one.
-
-    With ``numbers=True`` (for refimpl/_vm.py, which replays a trace on later calls), every
-    NumPy array argument is a symbol, whatever its shape (a sweep's ``(K, 1)`` hyperparameter
-    broadcasts), and every Python ``int`` or ``float`` argument is a :class:`Number`; each
-    records its position among the arguments (positional first, then keyword, in order), and so
-    do the other arguments, which must be options (booleans, strings, ``None``, the namespace).
+    argument ``xp_name`` is replaced by a :class:`Namespace` over the real one. Numbers, options
+    and arrays of other shapes are passed as they are.
     """
-    kernel = Kernel(numbers=numbers)
+    kernel = Kernel()
     shape = tuple(arrays[0].shape)
 
-    def symbolic(x, position):
-        if numbers and type(x) in (int, float):
-            name = kernel.add_scalar("argument", (position, type(x) is int))
-            return Number(kernel, name, x)
-        if numbers and type(x) in _OPTION_TYPES:
-            kernel.options.append((position, x))  # a replay must be called with the same option
-            return x
-        if numbers and type(x) is not np.ndarray:
-            raise Unfusable(f"an argument of type {type(x).__name__}")
-        if numbers and type(x) is np.ndarray or \
-                hasattr(x, "shape") and hasattr(x, "dtype") and not _is_scalar(x) and tuple(x.shape) == shape:
+    def symbolic(x):
+        if hasattr(x, "shape") and hasattr(x, "dtype") and not _is_scalar(x) and tuple(x.shape) == shape:
             if np.dtype(x.dtype) not in _C_TYPES:
                 raise Unfusable(f"an array of dtype {x.dtype}")
-            name = kernel.add_input("x", x.dtype, x)
-            kernel.positions[name] = position
-            return Symbol(kernel, name, x.dtype)
+            return Symbol(kernel, kernel.add_input("x", x.dtype, x), x.dtype)
         return x
 
-    symbolic_arrays = [symbolic(x, i) for i, x in enumerate(arrays)]
-    symbolic_options = {}
-    for i, (k, x) in enumerate(options.items()):
-        if k == xp_name:
-            if numbers:
-                kernel.options.append((len(arrays) + i, x))
-            symbolic_options[k] = Namespace(kernel, x)
-        else:
-            symbolic_options[k] = symbolic(x, len(arrays) + i)
+    symbolic_arrays = [symbolic(x) for x in arrays]
+    symbolic_options = {k: Namespace(kernel, x) if k == xp_name else symbolic(x) for k, x in options.items()}
     try:
         results = update(*symbolic_arrays, **symbolic_options)
     except Unfusable:
@@ -501,8 +292,6 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp", numbers: bo
 
 
 # ----------------------------------------------------------------------------- CuPy
-
-
 
 
 @functools.lru_cache(maxsize=256)

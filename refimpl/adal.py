@@ -28,7 +28,7 @@ import dataclasses
 import numbers
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like
+from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like, sqrt
 from .fast import elementwise
 
 __all__ = ["AdaL", "AdaLState", "adal_update", "l1_scales"]
@@ -50,7 +50,7 @@ def adal_update(theta, g, m, v, *, c, t, lr, beta1, beta2, eps, eps_mode, lr_dec
     v = beta2 * v + (1 - beta2) * g_tilde * g_tilde
     bc1, bc2 = bias_corrections(beta1, beta2, t, bias_correction)
     m_hat, v_hat = m / bc1, v / bc2
-    lr_t = lr / t**0.5 if lr_decay == "inv_sqrt" else lr
+    lr_t = lr / sqrt(t, xp) if lr_decay == "inv_sqrt" else lr
     if eps_mode == "preconditioner":
         seen = v_hat > 0                                        # guard: no 1/sqrt(0) * 0 = NaN
         safe_v_hat = xp.where(seen, v_hat, xp.ones_like(v_hat))

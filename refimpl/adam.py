@@ -20,7 +20,7 @@ import dataclasses
 import numbers
 from typing import Any, NamedTuple
 
-from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero
+from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero, sqrt
 from .fast import elementwise
 
 __all__ = ["Adam", "AdamState", "adam_update"]
@@ -71,7 +71,7 @@ def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0
 
     if eps_hat:
         # Kingma & Ba's reordering; equal to Algorithm 1 with eps_t = eps / sqrt(1 - beta2^t).
-        lr_t = lr * bc2**0.5 / bc1
+        lr_t = lr * sqrt(bc2, xp) / bc1
         theta = theta - lr_t * m / (xp.sqrt(v_raw + eps_root * bc2) + eps)
     else:
         m_hat = m / bc1

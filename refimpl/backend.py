@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Mapping
 
 import array_api_compat
 import numpy as np
+
+from ._environment import choice
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "get_backend", "get_namespace", "set_backend",
            "to_numpy", "using_backend"]
@@ -67,8 +68,7 @@ def get_backend() -> str:
     name = _chosen.get()
     if name is not None:
         return name
-    env = os.environ.get("REFIMPL_BACKEND")
-    return "numpy" if env in (None, "") else _check_name(env, "REFIMPL_BACKEND")
+    return choice("REFIMPL_BACKEND", BACKENDS, default="numpy")
 
 
 def get_namespace():

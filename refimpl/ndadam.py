@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._core import (NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like,
-                    leaves, namespace, unflatten)
+                    leaves, namespace, sqrt, unflatten)
 from .adam import adam_update
 
 __all__ = ["NDAdam", "NDAdamState", "ndadam_vector_update"]
@@ -61,7 +61,7 @@ def ndadam_vector_update(w, g_bar, m, v, *, t, axes, lr, beta1, beta2, eps, eps_
     v = beta2 * v + (1 - beta2) * xp.sum(g * g, axis=axes, keepdims=True)        # (9)
     bc1, bc2 = bias_corrections(beta1, beta2, t, True)
     if eps_hat:  # the official PyTorch code: eps added to sqrt(v) before bias correction
-        w_bar = w - lr * bc2**0.5 / bc1 * m / (xp.sqrt(v) + eps)
+        w_bar = w - lr * sqrt(bc2, xp) / bc1 * m / (xp.sqrt(v) + eps)
     else:
         m_hat, v_hat = m / bc1, v / bc2                                           # (10)
         w_bar = w - lr * m_hat / (xp.sqrt(v_hat) + eps)                           # (13a)

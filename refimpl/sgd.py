@@ -91,5 +91,7 @@ class SGD(Optimizer):
                                   nesterov=self.nesterov, weight_decay=c(self.weight_decay))
             new_p[key] = theta
             if new_b is not None:
-                new_b[key] = b
+                # At t = 1 the buffer is g itself: copy it, so that the state does not change
+                # when the caller later writes into its gradient array.
+                new_b[key] = xp.asarray(b, copy=True) if b is g[key] else b
         return new_p, {"momentum_buffer": new_b}

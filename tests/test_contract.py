@@ -281,3 +281,47 @@ def test_numpy_scalar_hyperparameters_keep_the_parameters_dtype(make):
         params, state = opt.step(params, params, state)
     for leaf in (params.values() if isinstance(params, dict) else [params]):
         assert leaf.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("name", list(optimizers()))
+def test_zero_dimensional_parameters_step_again_and_again(name, dtype):
+    """NumPy's arithmetic on 0-d arrays returns NumPy scalars (np.float64 is even a Python float):
+    a step still returns 0-d arrays, params and state, so that the next step takes them."""
+    opt = optimizers()[name]
+    rng = np.random.default_rng(0)
+    scalar = lambda: np.asarray(rng.standard_normal(), dtype)  # noqa: E731
+    if name.startswith("NDAdam"):  # a weight vector beside the scalar; a lone 0-d array has no vector
+        cases = [({"w": np.ones((4, 3), dtype), "s": scalar()}, lambda: {"w": np.ones((4, 3), dtype), "s": scalar()})]
+    else:
+        cases = [(scalar(), scalar), ({"s": scalar(), "b": np.ones(2, dtype)}, lambda: {"s": scalar(), "b": np.ones(2, dtype)})]
+    for params, grad in cases:
+        state = opt.init(params)
+        with np.errstate(all="ignore"):  # float16 under/overflows are not the point here
+            for _ in range(3):
+                params, state = opt.step(params, grad(), state)
+        leaves = [params] if not isinstance(params, dict) else list(params.values())
+        for field in state._fields[1:]:
+            tree = getattr(state, field)
+            leaves += [] if tree is None else [tree] if not isinstance(tree, dict) else list(tree.values())
+        assert all(type(x) is np.ndarray and x.dtype == dtype for x in leaves), [type(x) for x in leaves]
+        s = params if not isinstance(params, dict) else params["s"]
+        assert s.shape == ()
+
+
+@pytest.mark.parametrize("name", list(optimizers()))
+def test_the_new_state_shares_no_memory_with_the_inputs(name):
+    """Pure also means: writing into your gradient (or parameter) arrays after a step cannot
+    change the state it returned (SGD's buffer at t = 1 is g itself: it is copied)."""
+    opt = optimizers()[name]
+    params, grads = problem()
+    state = opt.init(params)
+    for g in grads[:2]:
+        new_params, new_state = opt.step(params, g, state)
+        inputs = [*params.values(), *g.values()]
+        for field in new_state._fields[1:]:
+            for x in (getattr(new_state, field) or {}).values():
+                assert not any(np.shares_memory(x, y) for y in inputs), field
+        for x in new_params.values():
+            assert not any(np.shares_memory(x, y) for y in inputs)
+        params, state = new_params, new_state

@@ -1,16 +1,13 @@
-"""The fast paths against the readable path they are derived from (refimpl/fast.py, _fuse.py, _native.py).
+"""The fast paths against the readable functions they evaluate (refimpl/fast.py, _fuse.py).
 
 Every fast path runs the readable function's own operations. Elementwise IEEE arithmetic does
 not depend on where a piece of an array starts or on how many elements are computed together,
 so each path must give the readable function's bits (NaN equal to NaN):
 
-* the readable function on blocks (without a compiler): every option of every optimizer,
-  float32 and float64, sizes that do not divide the block, one thread and several,
-  NaN/Inf/zero/subnormal inputs;
+* the readable function on blocks (large NumPy arrays): every option of every optimizer,
+  float32 and float64, sizes that do not divide the block, NaN/Inf/zero/subnormal inputs;
 * the trace (refimpl/_fuse.py): its recorded operations, run one by one with NumPy, are the
   readable ones, for every option;
-* the C++ kernels compiled from the trace with contraction off (where a C++ compiler exists):
-  every option of every decorated function, sweeps included, through the optimizers' dispatch;
 * on a GPU, the CuPy kernel: bitwise with ``--fmad=false``, and within the rounding bounds of
   tests/tolerances.py with contraction allowed (skipped without a GPU);
 * the cached validation of Optimizer.step: after a valid step has been remembered, bad input
@@ -31,7 +28,6 @@ import numpy as np
 import pytest
 
 import refimpl
-import refimpl._native
 import refimpl.fast as fast
 from refimpl import _fuse
 from refimpl.adal import adal_update
@@ -130,30 +126,16 @@ def assert_bitwise(a, b):
 
 # ----------------------------------------------------------------------------- the CPU paths
 
-def working_compiler():
-    """The default C++ compiler, if it compiles a kernel here."""
-    compiler = refimpl._native.default_compiler()
-    kernel = _fuse.trace(lambda x, *, xp: (x + 1.0,), (np.ones(3),), {"xp": xp_numpy})
-    return compiler if compiler and refimpl._native.compiled(kernel, compiler) is not None else None
-
-
-COMPILER = working_compiler()
-needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no working C++ compiler here: the CPU kernels "
-                                                             "give way to blocks of the readable function (tested)")
-BLOCKS = {"compiler": None}  # without a compiler: the readable function on blocks
-
-
 @pytest.mark.parametrize("opt", CONFIGURATIONS, ids=label)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_steps_equal_the_readable_steps(opt, dtype):
     """The readable function on blocks of 1 KiB (256 or 128 elements) of 3001 elements (the last
-    block is partial), in one thread and in three: every optimizer and option, a few steps."""
+    block is partial): every optimizer and option, a few steps."""
     params, grads = params_like(opt, 3001, dtype, np.random.default_rng(0))
     with fast.settings(enabled=False):
         readable = run(opt, params, grads)
-    for threads in (1, 3):
-        with fast.settings(block=1024, min_size=1, threads=threads, **BLOCKS):
-            assert_bitwise(run(opt, params, grads), readable)
+    with fast.settings(block=1024, min_size=1):
+        assert_bitwise(run(opt, params, grads), readable)
 
 
 def direct_calls(dtype, n=257, seed=0):
@@ -226,36 +208,6 @@ def test_the_trace_records_exactly_the_readable_operations(dtype):
                        function.__wrapped__(*arrays, **options))
 
 
-@needs_compiler
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_compiled_kernels_give_the_readable_bits(dtype):
-    """The C++ kernels generated from the trace (the body the GPU would compile), compiled here
-    with contraction off, through the dispatch the optimizers use, in one thread and in two:
-    the readable function's bits, for every option of every decorated function, sweeps
-    included. (All kernels are compiled in one run of the compiler first.)"""
-    calls = direct_calls(dtype, seed=1)
-    refimpl._native.precompile([_fuse.trace(f.__wrapped__, a, o) for f, a, o in calls], COMPILER)
-    for function, arrays, options in calls:
-        kernel = _fuse.trace(function.__wrapped__, arrays, options)
-        assert refimpl._native.compiled(kernel, COMPILER) is not None
-        readable = function.__wrapped__(*arrays, **options)
-        for threads in (1, 2):
-            with fast.settings(min_size=1, threads=threads, compiler=COMPILER):
-                assert_bitwise(function(*arrays, **options), readable)
-
-
-@needs_compiler
-@pytest.mark.parametrize("opt", [c for c in CONFIGURATIONS if not callable(getattr(c, "lr", None))][::7], ids=label)
-def test_compiled_steps_equal_the_readable_steps(opt):
-    """Whole optimizers on the compiled path (a sample of the configurations above; every
-    option's kernel is checked by the test before)."""
-    params, grads = params_like(opt, 3001, np.float32, np.random.default_rng(2))
-    with fast.settings(enabled=False):
-        readable = run(opt, params, grads)
-    with fast.settings(min_size=1, threads=2, compiler=COMPILER):
-        assert_bitwise(run(opt, params, grads), readable)
-
-
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 5e-324, 1e38, 1e308, -1.0, 1.0])
 
 
@@ -269,11 +221,9 @@ def with_specials(rng, n, dtype, share, nonnegative=False):
     return np.abs(x) if nonnegative else x
 
 
-@pytest.mark.parametrize("path", [BLOCKS, pytest.param({"compiler": COMPILER}, marks=needs_compiler)],
-                         ids=["blocks", "compiled"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 7, 64, 1000, 4099])
-def test_fast_functions_equal_the_readable_functions_on_special_values(n, dtype, path):
+def test_fast_functions_equal_the_readable_functions_on_special_values(n, dtype):
     """Each decorated function, called directly, with NaN, infinities, signed zeros, subnormals
     and huge values among its inputs, on sizes below, at and above one block."""
     rng = np.random.default_rng(n)
@@ -300,83 +250,72 @@ def test_fast_functions_equal_the_readable_functions_on_special_values(n, dtype,
     for function, arrays, options in calls:
         with np.errstate(all="ignore"):
             readable = function.__wrapped__(*arrays, **options)
-            for threads in (1, 2):
-                with fast.settings(block=256, min_size=1, threads=threads, **path):
-                    assert_bitwise(function(*arrays, **options), readable)
+            with fast.settings(block=256, min_size=1):
+                assert_bitwise(function(*arrays, **options), readable)
 
 
-def test_the_paths_are_what_runs():
-    """The comparisons above are not vacuous. Without a compiler, the function is called on each
-    block: 3001 float32 elements in blocks of 256 make 12 calls, the last one partial. With one,
-    a function the tracer can follow runs once, on symbols; one it cannot follow (here: it asks
-    for ``x.size``) is called on each block. Below min_size, the function is called once, whole."""
+def test_the_blocks_are_what_runs():
+    """The comparisons above are not vacuous: 3001 float32 elements in blocks of 1 KiB (256
+    elements) make 12 calls of the function, the last one partial; below min_size the function
+    is called once, whole; with the fast paths off, too."""
     calls = []
 
     @fast.elementwise
-    def traceable(x, y):
-        calls.append(x.size if isinstance(x, np.ndarray) else type(x).__name__)
-        return x + y, None
-
-    @fast.elementwise
-    def untraceable(x, y):
+    def add(x, y):
         calls.append(x.size)
         return x + y, None
 
     x = np.arange(3001, dtype=np.float32)
-    blocks = [256] * 11 + [3001 - 11 * 256]
-    for function, compiler, expected in [(traceable, None, blocks), (untraceable, COMPILER, blocks),
-                                         (traceable, COMPILER, ["Symbol"] if COMPILER else blocks)]:
+    with fast.settings(block=1024, min_size=1):
+        total, none = add(x, x)
+    assert calls == [256] * 11 + [3001 - 11 * 256] and none is None
+    assert_bitwise(total, 2 * x)
+    for changes in ({"block": 1024, "min_size": 4000}, {"block": 1024, "min_size": 1, "enabled": False}):
         calls.clear()
-        with fast.settings(block=1024, min_size=1, compiler=compiler):
-            total, none = function(x, x)
-        assert calls == expected and none is None
-        assert_bitwise(total, 2 * x)
-    calls.clear()
-    with fast.settings(block=1024, min_size=4000):
-        untraceable(x, x)
-    assert calls == [3001]
+        with fast.settings(**changes):
+            add(x, x)
+        assert calls == [3001]
 
 
 def test_sweeps_leave_the_blocks_for_the_readable_function():
-    """A (K, 1) hyperparameter cannot be cut into blocks with the parameters: without a
-    compiler, the readable function runs whole (the same values either way)."""
+    """A (K, 1) hyperparameter cannot be cut into blocks with the parameters: the readable
+    function runs whole (the same values either way)."""
     rng = np.random.default_rng(3)
     lrs = 10.0 ** rng.uniform(-3, -1, (50, 1))
     x, grads = rng.standard_normal((50, 40)), list(rng.standard_normal((3, 50, 40)))
     with fast.settings(enabled=False):
         readable = run(refimpl.Adam(lr=lrs), x, grads)
-    with fast.settings(block=256, min_size=1, **BLOCKS):
+    with fast.settings(block=256, min_size=1):
         assert_bitwise(run(refimpl.Adam(lr=lrs), x, grads), readable)
 
 
-@pytest.mark.parametrize("path", [BLOCKS, pytest.param({"compiler": COMPILER}, marks=needs_compiler)],
-                         ids=["blocks", "compiled"])
-def test_floating_point_errors_are_numpys(path):
-    """An overflow warns, or raises under np.errstate(over="raise"), as in the readable path, in
-    every thread: the blocks' worker threads run in a copy of the caller's context (np.errstate
-    is a context variable); a compiled kernel reports the IEEE exceptions it raised and, where
-    NumPy's settings would report one, the call is redone with NumPy, which reports it."""
+def test_floating_point_errors_are_numpys():
+    """An overflow in one block warns, or raises under np.errstate(over="raise"), as in the
+    readable path (each block is the readable function on NumPy arrays)."""
     x = np.full(4096, 1e308)
     options = dict(t=1, lr=1.0, beta1=0.9, beta2=0.999, eps=1e-8, xp=xp_numpy)
     with np.errstate(over="raise", invalid="ignore"):  # (inf / inf follows the overflow)
         with pytest.raises(FloatingPointError):
             adam_update.__wrapped__(x, x, x, x, None, **options)
-        with fast.settings(block=1024, min_size=1, threads=2, **path), pytest.raises(FloatingPointError):
+        with fast.settings(block=1024, min_size=1), pytest.raises(FloatingPointError):
             adam_update(x, x, x, x, None, **options)
-    with np.errstate(invalid="ignore"), fast.settings(block=1024, min_size=1, **path), \
+    with np.errstate(invalid="ignore"), fast.settings(block=1024, min_size=1), \
             pytest.warns(RuntimeWarning, match="overflow"):
         adam_update(x, x, x, x, None, **options)
-    with np.errstate(all="ignore"), fast.settings(block=1024, min_size=1, **path):
+    with np.errstate(all="ignore"), fast.settings(block=1024, min_size=1):
         assert_bitwise(adam_update(x, x, x, x, None, **options), adam_update.__wrapped__(x, x, x, x, None, **options))
 
 
 def test_settings_are_validated_and_restored():
     before = fast.current_settings()
-    with pytest.raises(ValueError, match="threads"):
-        with fast.settings(threads=0):
-            pass
-    with fast.settings(threads=4, enabled=False) as s:
-        assert s.threads == 4 and fast.current_settings() == s
+    for bad in ({"block": 0}, {"min_size": -1}, {"min_size": 2.5}, {"enabled": "no"}, {"fmad": 1}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=f"{name}="):
+            with fast.settings(**bad):
+                pass
+        assert fast.current_settings() == before
+    with fast.settings(block=4096, enabled=False) as s:
+        assert s.block == 4096 and fast.current_settings() == s
     assert fast.current_settings() == before
 
 
