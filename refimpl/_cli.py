@@ -1,8 +1,10 @@
-"""The command line: ``python -m refimpl vectors write|check`` and ``python -m refimpl compat``."""
+"""The command line: ``refimpl vectors write|check``, ``refimpl compat`` and ``refimpl --version``
+(the same as ``python -m refimpl ...``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -106,8 +108,11 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m refimpl", description="refimpl's command line: golden vectors "
+    from . import __version__
+    prog = "python -m refimpl" if os.path.basename(sys.argv[0]) == "__main__.py" else "refimpl"
+    p = argparse.ArgumentParser(prog=prog, description="refimpl's command line: golden vectors "
                                 "for implementations outside Python, and the compatibility table of the peers.")
+    p.add_argument("--version", action="version", version=f"refimpl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     v = sub.add_parser("vectors", help="write or check golden vectors",
                        description="Golden vectors: refimpl's trajectories as versioned JSON (see schema.json).")
