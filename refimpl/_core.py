@@ -301,14 +301,14 @@ class Optimizer:
             if signature is not None:
                 self._remember(signature, (xp, zero_d))
             return p, g, s, xp, zero_d
-        p = dict(params) if type(params) is dict else {_SINGLE: params}
-        g = dict(grads) if type(grads) is dict else {_SINGLE: grads}
+        p = params if type(params) is dict else {_SINGLE: params}  # read, never written
+        g = grads if type(grads) is dict else {_SINGLE: grads}
         self._check_values(p)
         _check_step_count(state.t)
         s = {}
         for field, tree in zip(state._fields[1:], state[1:]):
             if tree is not None:
-                s[field] = dict(tree) if type(tree) is dict else {_SINGLE: tree}
+                s[field] = tree if type(tree) is dict else {_SINGLE: tree}
         return p, g, s, xp, zero_d
 
     def _remember(self, signature: tuple, checked: tuple) -> None:
