@@ -39,30 +39,22 @@ class Unfusable(Exception):
 
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.bool_): "bool"}
 
-# operator -> its C template
+# Every operation is written as CuPy writes the ufunc that the readable code calls on CuPy arrays
+# (cupy/_core/_routines_*.pyx, cupy/_math/misc.py), so that each line compiles to the instruction
+# of that ufunc's kernel, with the same compiler options (tests/test_cuda_kernels.py).
 _BINARY = {"+": "({a} + {b})", "-": "({a} - {b})", "*": "({a} * {b})", "/": "({a} / {b})",
            ">": "({a} > {b})", ">=": "({a} >= {b})", "<": "({a} < {b})", "<=": "({a} <= {b})",
-           "==": "({a} == {b})", "!=": "({a} != {b})", "&": "({a} && {b})", "|": "({a} || {b})"}
+           "==": "({a} == {b})", "!=": "({a} != {b})", "&": "({a} & {b})", "|": "({a} | {b})"}
 _COMPARISONS = {">", ">=", "<", "<=", "==", "!="}
 _LOGICAL = {"&", "|"}
-# maximum and minimum: a NaN operand gives NaN; otherwise the larger (smaller) operand, and when
-# the two are equal, which only shows for 0 and -0, the one the array library picks (tie_rule).
-_EXTREMUM = "(isnan({a}) ? {a} : isnan({b}) ? {b} : {a} {cmp} {b} ? {a} : {b} {cmp} {a} ? {b} : {tie})"
-_TIES = {"first": "{a}", "second": "{b}", "positive": "(signbit({a}) ? {b} : {a})",
-         "negative": "(signbit({a}) ? {a} : {b})"}
-
-
-@functools.lru_cache(maxsize=None)
-def tie_rule(real, op: str) -> str:
-    """Which operand ``real.maximum`` (or ``minimum``) returns when they are equal: NumPy on
-    x86 returns the second (``maximum(-0.0, 0.0)`` is ``0.0``, ``maximum(0.0, -0.0)`` is ``-0.0``);
-    IEEE 754-2019's maximum would return 0.0 both times. Asked of the library once, so that
-    a kernel gives its bits whichever rule it follows."""
-    first = real.asarray([-0.0, 0.0])
-    second = real.asarray([0.0, -0.0])
-    signs = [bool(s) for s in np.asarray(real.signbit(getattr(real, op)(first, second)).tolist())]
-    return {(True, False): "first", (False, True): "second", (False, False): "positive",
-            (True, True): "negative"}[tuple(signs)]
+# cupy.maximum and cupy.minimum on floats: NaN if either operand is NaN, else CUDA's max (min).
+# CuPy's own formula, not a reimplementation: with -ftz=true (CuPy compiles every kernel with it)
+# max.f32 flushes subnormal operands to zero before comparing, and picks between 0 and -0 by the
+# hardware's rule; a comparison written here would return an unflushed subnormal on a tie.
+_EXTREMUM = "((isnan({a}) | isnan({b})) ? {t}(NAN) : {t}({fn}({a}, {b})))"
+_ABS = {"float": "fabsf({x})", "double": "fabs({x})"}
+# CuPy's preamble of maximum/minimum: its NaN (the kernel's bits even for NaN).
+PREAMBLE = "#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"
 
 
 class Kernel:
@@ -208,7 +200,9 @@ class Namespace:
     def abs(self, x):
         if not self._uses_symbols(x):
             return self._real.abs(x)
-        return self._kernel.add_line(x.dtype, "abs", (x.name,), f"fabs({x.name})")
+        if x.dtype == np.bool_:
+            raise Unfusable("abs of a boolean array")
+        return self._kernel.add_line(x.dtype, "abs", (x.name,), _ABS[_C_TYPES[x.dtype]].format(x=x.name))
 
     def _extremum(self, op, a, b):
         if not self._uses_symbols(a, b):
@@ -217,9 +211,7 @@ class Namespace:
         if symbol.dtype == np.bool_:
             raise Unfusable(f"{op} of boolean arrays")
         na, nb = _operand(self._kernel, a, symbol.dtype), _operand(self._kernel, b, symbol.dtype)
-        tie = tie_rule(self._real, op)
-        expression = _EXTREMUM.format(a=na, b=nb, cmp=">" if op == "maximum" else "<",
-                                      tie=_TIES[tie].format(a=na, b=nb))
+        expression = _EXTREMUM.format(a=na, b=nb, t=_C_TYPES[symbol.dtype], fn=op[:3])
         return self._kernel.add_line(symbol.dtype, op, (na, nb), expression)
 
     def maximum(self, a, b):
@@ -294,12 +286,17 @@ def trace(update, arrays: tuple, options: dict, xp_name: str = "xp") -> Kernel:
 # ----------------------------------------------------------------------------- CuPy
 
 
+def elementwise_kernel_arguments(in_params: str, out_params: str, body: str, fmad: bool) -> dict:
+    """The keyword arguments of the ``cupy.ElementwiseKernel`` that runs a trace (the tests hand
+    them to CuPy's source generator and compile the result with NVRTC, without a GPU)."""
+    return dict(in_params=in_params, out_params=out_params, operation=body, name="refimpl_fused_update",
+                preamble=PREAMBLE, options=() if fmad else ("--fmad=false",), return_tuple=True)
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(in_params: str, out_params: str, body: str, fmad: bool):
     import cupy
-    options = () if fmad else ("--fmad=false",)
-    return cupy.ElementwiseKernel(in_params, out_params, body, name="refimpl_fused_update",
-                                  options=options, return_tuple=True)
+    return cupy.ElementwiseKernel(**elementwise_kernel_arguments(in_params, out_params, body, fmad))
 
 
 def call(update, arrays: tuple, options: dict, *, fmad: bool = False):
