@@ -30,55 +30,13 @@ import pytest
 from refimpl import _fuse
 
 import cuda_kernels
-from test_fast_paths import assert_bitwise, direct_calls, with_specials
+from test_fast_paths import assert_bitwise, every_operation, kernel_calls, pairs
 
 needs_nvrtc = pytest.mark.skipif(cuda_kernels.nvrtc_reason() is not None,
                                  reason=cuda_kernels.nvrtc_reason() or "")
 needs_host_compiler = pytest.mark.skipif(cuda_kernels.host_compiler() is None,
                                          reason="no C++ compiler (g++, c++ or clang++) on PATH")
 DTYPES = [np.float32, np.float64]
-
-
-def every_operation(a, b, *, s, xp):
-    """Each operation the tracer can record, with arrays and numbers on either side."""
-    return (a + b, a - b, a * b, a / b, s - a, s / b, b * s, -a, xp.sqrt(a), xp.abs(a),
-            xp.maximum(a, b), xp.minimum(a, b), xp.maximum(s, a), xp.minimum(a, s),
-            xp.where((a > b) | (a <= s), a, b), xp.where((a >= b) & ~(a < b), s, b),
-            xp.where((a == b) | (a != s), xp.ones_like(a), xp.zeros_like(b)))
-
-
-def pairs(dtype):
-    """Two arrays holding every pair of special values (so 0 meets -0, NaN meets infinity, a
-    subnormal meets 0), then random numbers."""
-    info = np.finfo(dtype)
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.smallest_subnormal, -info.smallest_subnormal,
-                        info.smallest_normal / 3, info.smallest_normal, info.max, -info.max, 1.0, -1.0, 0.75],
-                       dtype=dtype)
-    a, b = (x.reshape(-1) for x in np.meshgrid(special, special))
-    rng = np.random.default_rng(1)
-    return np.concatenate([a, rng.standard_normal(64).astype(dtype)]), \
-        np.concatenate([b, rng.standard_normal(64).astype(dtype)])
-
-
-def calls(dtype, specials: bool):
-    """(function, arrays, options): direct_calls (every option of every decorated function, and a
-    sweep with (K, 1) hyperparameters), with special values in every array of the parameters'
-    shape if asked, and every_operation on all pairs of special values, with two numbers."""
-    rng = np.random.default_rng(7)
-    out = []
-    for function, arrays, options in direct_calls(dtype):
-        shape = arrays[0].shape
-
-        def special(x):
-            if not specials or not isinstance(x, np.ndarray) or x.shape != shape:
-                return x
-            return with_specials(rng, x.size, dtype, 4, nonnegative=bool(np.all(x >= 0))).reshape(shape)
-        out.append((function.__wrapped__, tuple(special(x) for x in arrays),
-                    {k: special(x) for k, x in options.items()}))
-    a, b = pairs(dtype)
-    for s in (-0.0, 0.75):
-        out.append((every_operation, (a, b), dict(s=s, xp=xp_numpy)))
-    return out
 
 
 def label(function, options) -> str:
@@ -90,12 +48,12 @@ def label(function, options) -> str:
 
 
 def compile_all(dtype, *, fmad=False):
-    """{source: (label, PTX)} for the distinct kernels of calls(dtype) (many option values give
+    """{source: (label, PTX)} for the distinct kernels of kernel_calls(dtype) (many option values give
     the same source: numbers enter as kernel arguments), with 32-bit indexing, and 64-bit
     indexing (arrays of 2**31 elements or more) for the first Adam and the sweep. NVRTC releases
     the GIL: the compilations run on every core."""
     sources = {}
-    for i, (function, arrays, options) in enumerate(calls(dtype, specials=False)):
+    for i, (function, arrays, options) in enumerate(kernel_calls(dtype, specials=False)):
         kernel = _fuse.trace(function, arrays, options)
         for index_32_bits in (True, False) if i == 0 or arrays[0].ndim == 2 else (True,):
             source, compiler_options = cuda_kernels.cupy_source(kernel, arrays[0].shape, fmad=fmad,
@@ -145,7 +103,7 @@ def test_every_kernel_compiles_with_nvrtc_and_rounds_as_cupy(dtype):
 def test_contraction_shows_in_the_ptx_when_allowed():
     """The absence of fma above is --fmad=false's doing: with fmad=True (refimpl.fast.settings)
     the same Adam kernel contracts."""
-    function, arrays, options = calls(np.float32, specials=False)[0]
+    function, arrays, options = kernel_calls(np.float32, specials=False)[0]
     kernel = _fuse.trace(function, arrays, options)
     for fmad, contracts in ((False, False), (True, True)):
         ptx, _ = cuda_kernels.nvrtc_compile(*cuda_kernels.cupy_source(kernel, arrays[0].shape, fmad=fmad))
@@ -156,10 +114,10 @@ def test_contraction_shows_in_the_ptx_when_allowed():
 
 
 def host_check(dtype, directory, tie=None):
-    """Compile every traced kernel of calls(dtype, specials=True) as host C++ and compare each
+    """Compile every traced kernel of kernel_calls(dtype, specials=True) as host C++ and compare each
     with the readable function; returns the labels of the calls that differ."""
     tie = tie or {op: cuda_kernels.tie_rule(xp_numpy, op) for op in ("maximum", "minimum")}
-    traced = [(f, a, o, _fuse.trace(f, a, o)) for f, a, o in calls(dtype, specials=True)]
+    traced = [(f, a, o, _fuse.trace(f, a, o)) for f, a, o in kernel_calls(dtype, specials=True)]
     host = cuda_kernels.HostKernels([k for *_, k in traced], {"max": tie["maximum"], "min": tie["minimum"]},
                                     directory, preamble=_fuse.PREAMBLE)
     different = []
@@ -192,7 +150,7 @@ def test_a_broken_template_fails_the_checks_that_can_see_it(monkeypatch, tmp_pat
     """A typo fails both compilers. Swapped operands of max/min (a wrong tie rule: NumPy returns
     the second operand of 0 == -0) and a missing NaN test compile everywhere, as they must, and
     fail the host comparison. The NVRTC check of fmad is broken in the test above."""
-    function, arrays, options = calls(np.float32, specials=False)[0]
+    function, arrays, options = kernel_calls(np.float32, specials=False)[0]
     monkeypatch.setitem(_fuse._BINARY, "*", "({a} * {b}")
     kernel = _fuse.trace(function, arrays, options)
     with pytest.raises(cuda_kernels.CompileError, match="expected a"):
