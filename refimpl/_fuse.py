@@ -227,6 +227,8 @@ class Number:
 
     def _arithmetic(self, other, op, reflected=False):
         if isinstance(other, Symbol):
+            if op == "**":
+                raise Unfusable("a power of an array (pow is not correctly rounded: its bits depend on the library)")
             return other._binary(self, op, not reflected)
         i, j = self.index, self._index_of(other)
         a, b = self.value, other.value if isinstance(other, Number) else other
@@ -522,6 +524,8 @@ def _remember(signature, update, arrays: tuple, options: dict, kernel: Kernel) -
     if not same:
         _CACHE[signature] = None
     elif len(_CACHE.setdefault(signature, [])) < _ENTRIES_PER_SIGNATURE:
+        # keep the kernel, not this call's arrays (on a GPU, gigabytes)
+        entry.kernel.inputs = [(name, dtype, None) for name, dtype, _ in entry.kernel.inputs]
         _CACHE[signature].append(entry)
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import math
 import pickle
+import weakref
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
@@ -485,6 +486,18 @@ def test_what_the_cache_keeps_and_what_it_traces_again(launches):
             assert_bitwise(_fuse.call(adam_update.__wrapped__, (w, w, w, w, None), dict(sweep, t=t)),
                            adam_update.__wrapped__(w, w, w, w, None, **sweep, t=t))
         assert launches.traces == traces
+
+
+def test_a_kept_trace_holds_no_array_of_the_call_that_made_it(launches):
+    """On a GPU the arrays of a step are large: the cache keeps the kernel, not them."""
+    x, c = np.ones(100), np.full((1,), 2.0)   # AdaL's scale c enters the kernel as it is
+    options = dict(c=c, t=2, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, eps_mode="denominator",
+                   lr_decay="none", bias_correction=True, xp=xp_numpy)
+    _fuse.call(adal_update.__wrapped__, (x, x, x, x), options)
+    assert any(_fuse._CACHE.values())
+    alive = [weakref.ref(x), weakref.ref(c)]
+    del x, c, options
+    assert [r() for r in alive] == [None, None]
 
 
 def test_a_trace_that_depends_on_a_numbers_type_is_not_kept(launches):
