@@ -20,7 +20,7 @@ $(BIN)/python:
 
 # A stamp per extra: reinstall only when pyproject.toml changes.
 $(VENV)/.stamp-test: pyproject.toml tests/constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c tests/constraints.txt -e '.[test,peers,dask]'
+	$(BIN)/python -m pip install --quiet -c tests/constraints.txt -e '.[test,cuda-check,peers,dask]'
 	touch $@
 
 $(VENV)/.stamp-book: pyproject.toml | $(BIN)/python

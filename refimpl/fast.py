@@ -14,7 +14,8 @@ That is all the speed needs:
   faster on 10 million elements (``benchmarks/README.md``). No compiler is ever invoked.
 * **CuPy (a GPU)**: the same function traced into one elementwise CUDA kernel
   (:mod:`refimpl._fuse`): one pass over GPU memory instead of one per line, with contraction of
-  ``a * b + c`` off, so that every operation rounds as in the readable CuPy code.
+  ``a * b + c`` off, so that every operation rounds as in the readable CuPy code. The trace is
+  kept per signature of the arguments; later steps redo only the arithmetic on their numbers.
 * **Anything else** (array-api-strict, dask, a sweep's ``(K, 1)`` hyperparameters on the CPU, ...):
   the readable function, whole.
 
@@ -95,7 +96,9 @@ def elementwise(update):
     elementwise arithmetic (``+ - * /``, comparisons, ``xp.sqrt``, ``xp.abs``, ``xp.maximum``,
     ``xp.minimum``, ``xp.where``, ``xp.ones_like``, ``xp.zeros_like``) on its arrays, and any
     Python on its numbers and options; anything else (a reduction, a decision on array values)
-    makes the trace refuse, and the function runs as written.
+    makes the trace refuse, and the function runs as written. It must not decide on the *type*
+    of a number (``type(lr) is float``): to keep a trace for later steps, its numbers are traced
+    as symbols too.
     """
 
     @functools.wraps(update)

@@ -7,9 +7,11 @@ so each path must give the readable function's bits (NaN equal to NaN):
 * the readable function on blocks (large NumPy arrays): every option of every optimizer,
   float32 and float64, sizes that do not divide the block, NaN/Inf/zero/subnormal inputs;
 * the trace (refimpl/_fuse.py): its recorded operations, run one by one with NumPy, are the
-  readable ones, for every option;
-* on a GPU, the CuPy kernel: bitwise with ``--fmad=false``, and within the rounding bounds of
-  tests/tolerances.py with contraction allowed (skipped without a GPU);
+  readable ones, for every option; a trace kept for a signature and called again with other
+  numbers gives the bits of a fresh trace (the kernel's launch replaced by those operations);
+  tests/test_cuda_kernels.py compiles the kernels' CUDA source with NVRTC and their lines as host C++;
+* on a GPU, the CuPy kernel: bitwise with ``--fmad=false`` (special values included), and within
+  the rounding bounds of tests/tolerances.py with contraction allowed (skipped without a GPU);
 * the cached validation of Optimizer.step: after a valid step has been remembered, bad input
   gets exactly the error it gets on a fresh optimizer, and the inputs stay untouched.
 
@@ -22,6 +24,7 @@ import dataclasses
 import itertools
 import math
 import pickle
+import weakref
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
@@ -121,7 +124,8 @@ def assert_bitwise(a, b):
     nan = np.isnan(a)
     assert np.array_equal(nan, np.isnan(b))
     bits = a.dtype.str.replace("f", "u")
-    assert np.array_equal(a[~nan].view(bits), b[~nan].view(bits)), np.max(np.abs(a[~nan] - b[~nan]))
+    with np.errstate(all="ignore"):  # the message's difference may be inf - inf
+        assert np.array_equal(a[~nan].view(bits), b[~nan].view(bits)), np.max(np.abs(a[~nan] - b[~nan]))
 
 
 # ----------------------------------------------------------------------------- the CPU paths
@@ -219,6 +223,48 @@ def with_specials(rng, n, dtype, share, nonnegative=False):
     with np.errstate(all="ignore"):
         x = x.astype(dtype)
     return np.abs(x) if nonnegative else x
+
+
+def every_operation(a, b, *, s, xp):
+    """Each operation the tracer can record, with arrays and numbers on either side."""
+    return (a + b, a - b, a * b, a / b, s - a, s / b, b * s, -a, xp.sqrt(a), xp.abs(a),
+            xp.maximum(a, b), xp.minimum(a, b), xp.maximum(s, a), xp.minimum(a, s),
+            xp.where((a > b) | (a <= s), a, b), xp.where((a >= b) & ~(a < b), s, b),
+            xp.where((a == b) | (a != s), xp.ones_like(a), xp.zeros_like(b)))
+
+
+def pairs(dtype):
+    """Two arrays holding every pair of special values (so 0 meets -0, NaN meets infinity, a
+    subnormal meets 0), then random numbers."""
+    info = np.finfo(dtype)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, info.smallest_subnormal, -info.smallest_subnormal,
+                        info.smallest_normal / 3, info.smallest_normal, info.max, -info.max, 1.0, -1.0, 0.75],
+                       dtype=dtype)
+    a, b = (x.reshape(-1) for x in np.meshgrid(special, special))
+    rng = np.random.default_rng(1)
+    return np.concatenate([a, rng.standard_normal(64).astype(dtype)]), \
+        np.concatenate([b, rng.standard_normal(64).astype(dtype)])
+
+
+def kernel_calls(dtype, specials: bool):
+    """(function, arrays, options): direct_calls (every option of every decorated function, and a
+    sweep with (K, 1) hyperparameters), with special values in every array of the parameters'
+    shape if asked, and every_operation on all pairs of special values, with two numbers."""
+    rng = np.random.default_rng(7)
+    out = []
+    for function, arrays, options in direct_calls(dtype):
+        shape = arrays[0].shape
+
+        def special(x):
+            if not specials or not isinstance(x, np.ndarray) or x.shape != shape:
+                return x
+            return with_specials(rng, x.size, dtype, 4, nonnegative=bool(np.all(x >= 0))).reshape(shape)
+        out.append((function.__wrapped__, tuple(special(x) for x in arrays),
+                    {k: special(x) for k, x in options.items()}))
+    a, b = pairs(dtype)
+    for s in (-0.0, 0.75):
+        out.append((every_operation, (a, b), dict(s=s, xp=xp_numpy)))
+    return out
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -342,6 +388,130 @@ def test_what_cannot_be_one_kernel_is_refused_while_tracing():
         _fuse.trace(lambda x, *, xp: (x * np.float64(2.0),), (w.astype(np.float32),), dict(xp=xp_numpy))
 
 
+# ----------------------------------------------------------------------------- the trace cache (CuPy path)
+
+
+class Launches:
+    """_fuse.call with an empty trace cache and, in place of CuPy's kernel, the kernel's recorded
+    operations run one by one with NumPy on the inputs the call hands it. ``traces`` counts the
+    traces call makes (plain, and with numbers as symbols); ``fresh`` is a fresh trace's result."""
+
+    def __init__(self, monkeypatch):
+        self.traces = {False: 0, True: 0}
+        self._trace = _fuse.trace
+        monkeypatch.setattr(_fuse, "_CACHE", {})
+        monkeypatch.setattr(_fuse, "_launch", self.launch)
+        monkeypatch.setattr(_fuse, "trace", self.counted)
+
+    def counted(self, *args, numbers=False, **kwargs):
+        self.traces[numbers] += 1
+        return self._trace(*args, numbers=numbers, **kwargs)
+
+    @staticmethod
+    def launch(kernel, source, inputs, fmad):
+        assert source == (kernel.in_params(), kernel.out_params(), kernel.body())
+        run = _fuse.Kernel()
+        run.inputs = [(name, dtype, value) for (name, dtype, _), value in zip(kernel.inputs, inputs)]
+        run.steps, run.outputs = kernel.steps, kernel.outputs
+        return evaluate(run)
+
+    def fresh(self, update, arrays, options):
+        return evaluate(self._trace(update, arrays, options))
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    return Launches(monkeypatch)
+
+
+def number_variants(options, count=6):
+    """``count`` copies of ``options`` with other numbers: the step t in 1, 2, 7 and 10**6 (SGD
+    decides on t == 1), every float option cycling through its value, a third of it and 0 (Adam
+    and SGD decide on weight_decay == 0)."""
+    floats = [k for k, v in options.items() if type(v) is float]
+    for k in range(count):
+        changed = dict(options, t=(1, 2, 7, 10**6)[k % 4])
+        for j, name in enumerate(floats):
+            changed[name] = (options[name], options[name] / 3, 0.0)[(k + j) % 3]
+        yield changed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kept_trace_gives_the_bits_of_a_fresh_trace(dtype, launches):
+    """Every option of every decorated function, called again and again with other numbers: the
+    kernel kept for the signature, its inputs recomputed from the new numbers, gives the bits of
+    a fresh trace and of the readable function. Most calls reuse a kept trace."""
+    calls = 0
+    for function, arrays, options in direct_calls(dtype):
+        update = function.__wrapped__
+        for changed in number_variants(options):
+            with np.errstate(all="ignore"):
+                readable = update(*arrays, **changed)
+                assert_bitwise(launches.fresh(update, arrays, changed), readable)
+                assert_bitwise(_fuse.call(update, arrays, changed), readable)
+            calls += 1
+    assert launches.traces[False] < calls / 2, (launches.traces, calls)
+
+
+def test_what_the_cache_keeps_and_what_it_traces_again(launches):
+    """Default Adam: traced once (and once with numbers), then every step reuses it. A decision
+    on a number that goes otherwise (weight_decay == 0, SGD's t == 1) makes a second kept trace.
+    A number whose value escapes (math.sqrt in Adam's eps_hat) and a (K, 1) hyperparameter that
+    the array library computes with (a sweep's beta1) leave their signature traced at every call;
+    a (K, 1) step size that enters the kernel as it is does not."""
+    x = np.linspace(0.0, 1.0, 50)
+    adam = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, xp=xp_numpy)
+    for t in range(1, 6):
+        assert_bitwise(_fuse.call(adam_update.__wrapped__, (x, x, x, x, None), dict(adam, t=t)),
+                       adam_update.__wrapped__(x, x, x, x, None, **adam, t=t))
+    assert launches.traces == {False: 1, True: 1}
+    signature = _fuse._signature(adam_update.__wrapped__, (x, x, x, x, None), dict(adam, t=1, weight_decay=0.0))
+    for wd in (0.0, 0.01, 0.02, 0.0):
+        _fuse.call(adam_update.__wrapped__, (x, x, x, x, None), dict(adam, t=3, weight_decay=wd))
+    assert len(_fuse._CACHE[signature]) == 2 and launches.traces == {False: 3, True: 3}
+    sgd = dict(lr=0.1, momentum=0.9, dampening=0.0, nesterov=False, weight_decay=0.0)
+    for t in (1, 2, 3, 1):
+        assert_bitwise(_fuse.call(sgd_update.__wrapped__, (x, x, x), dict(sgd, t=t)),
+                       sgd_update.__wrapped__(x, x, x, **sgd, t=t))
+    assert launches.traces == {False: 5, True: 5}
+    for t in (1, 2):
+        _fuse.call(adam_update.__wrapped__, (x, x, x, x, None), dict(adam, t=t, eps_hat=True))
+    assert _fuse._CACHE[_fuse._signature(adam_update.__wrapped__, (x, x, x, x, None),
+                                         dict(adam, t=1, eps_hat=True))] is None
+    assert launches.traces == {False: 7, True: 6}
+    w = np.ones((50, 3))
+    for sweep, traces in ((dict(adam, lr=np.full((50, 1), 1e-3), beta1=np.full((50, 1), 0.9)), {False: 9, True: 7}),
+                          (dict(adam, lr=np.full((50, 1), 1e-3)), {False: 10, True: 8})):  # lr enters as it is
+        for t in (1, 2):
+            assert_bitwise(_fuse.call(adam_update.__wrapped__, (w, w, w, w, None), dict(sweep, t=t)),
+                           adam_update.__wrapped__(w, w, w, w, None, **sweep, t=t))
+        assert launches.traces == traces
+
+
+def test_a_kept_trace_holds_no_array_of_the_call_that_made_it(launches):
+    """On a GPU the arrays of a step are large: the cache keeps the kernel, not them."""
+    x, c = np.ones(100), np.full((1,), 2.0)   # AdaL's scale c enters the kernel as it is
+    options = dict(c=c, t=2, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, eps_mode="denominator",
+                   lr_decay="none", bias_correction=True, xp=xp_numpy)
+    _fuse.call(adal_update.__wrapped__, (x, x, x, x), options)
+    assert any(_fuse._CACHE.values())
+    alive = [weakref.ref(x), weakref.ref(c)]
+    del x, c, options
+    assert [r() for r in alive] == [None, None]
+
+
+def test_a_trace_that_depends_on_a_numbers_type_is_not_kept(launches):
+    """Inside the trace with numbers, a number is a symbol, not a float: a function that decides
+    on the type gives another kernel there, which the check against the plain trace catches."""
+    def scaled(x, *, a, xp):
+        return (x * (a if type(a) is float else 2.0),)
+
+    x = np.arange(4.0)
+    for a in (0.5, 0.25):
+        assert_bitwise(_fuse.call(scaled, (x,), dict(a=a, xp=xp_numpy)), (x * a,))
+    assert _fuse._CACHE[_fuse._signature(scaled, (x,), dict(a=0.5, xp=xp_numpy))] is None
+
+
 # ----------------------------------------------------------------------------- the fused kernel, on a GPU
 
 
@@ -351,7 +521,7 @@ def _gpu_reason():
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return "CuPy finds no GPU"
     except Exception as e:  # not installed, or no driver
-        return f"no GPU here: CuPy unavailable ({type(e).__name__}); the fused kernel runs only on CuPy arrays"
+        return f"no GPU here (CuPy: {type(e).__name__}); the fused kernel runs only on CuPy arrays"
     return None
 
 
@@ -361,17 +531,22 @@ needs_gpu = pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() o
 @needs_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_kernel_equals_the_readable_cupy_path_bitwise(dtype):
-    """With --fmad=false every operation rounds as in CuPy's separate kernels."""
+    """With --fmad=false every operation rounds as in CuPy's separate kernels: every option of
+    every decorated function on arrays with special values, every operation on all pairs of
+    special values (float32: both flush subnormals, CuPy compiling every kernel with -ftz=true),
+    each called again with other numbers through the kept trace."""
     import array_api_compat
     import cupy
-    for function, arrays, options in direct_calls(dtype):
-        on_gpu = lambda x: cupy.asarray(x) if isinstance(x, np.ndarray) else x  # noqa: E731
+    on_gpu = lambda x: cupy.asarray(x) if isinstance(x, np.ndarray) else x  # noqa: E731
+    for function, arrays, options in kernel_calls(dtype, specials=True):
         arrays = tuple(on_gpu(x) for x in arrays)
         options = {k: on_gpu(x) for k, x in options.items()}
-        options["xp"] = array_api_compat.array_namespace(arrays[0])
-        readable = function.__wrapped__(*arrays, **options)
-        fused = _fuse.call(function.__wrapped__, arrays, options, fmad=False)
-        assert_bitwise(fused, readable)
+        if "xp" in options:
+            options["xp"] = array_api_compat.array_namespace(arrays[0])
+        for changed in [options, *number_variants(options, count=3)] if function is not every_operation else [options]:
+            readable = function(*arrays, **changed)
+            fused = _fuse.call(function, arrays, changed, fmad=False)
+            assert_bitwise(fused, readable)
 
 
 @needs_gpu
