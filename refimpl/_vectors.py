@@ -138,6 +138,11 @@ def _cases() -> list[Case]:
     add("Adam", "zero_grads", "zero gradients for the first and last 5 steps", lr, dtypes=both, stream="zeros")
     add("Adam", "huge", "gradients times 2**200 (float32: 2**20)", lr, dtypes=both, scale=200)
     add("Adam", "tiny", "gradients times 2**-200 (float32: 2**-20): epsilon dominates", lr, dtypes=both, scale=-200)
+    add("Adam", "scalars_float32", "epsilon hat with lr, betas, eps in float32 and beta^t a float32 running product "
+        "(TF1 AdamOptimizer on float64 variables)", lr | {"eps_hat": True, "scalars": "float32"})
+    add("Adam", "float32_beta_powers", "epsilon hat, lr = float32(0.01), beta^t from float32 betas (Keras 3 on "
+        "TensorFlow, tf-keras, on float64 variables)", {"lr": float(np.float32(0.01)), "eps": 1e-7, "eps_hat": True,
+                                                         "scalars": "float32_beta_powers"})
     add("Adam", "first_step_spread", "gradient magnitudes from 2**-30 to 2**30: the first step is about lr * "
         "sign(g) except where |g| is near eps", {"lr": 1.0}, stream="spread")
 
@@ -214,6 +219,8 @@ def _hyper_json(opt) -> dict:
     out = {}
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
+        if value is None:
+            continue  # an option left at None (compute_dtype: the parameters' own dtype) is not written
         out[f.name] = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
     return out
 
