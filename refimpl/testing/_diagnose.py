@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .._core import Optimizer, _describe, _name
+from .._precision import check_epsilon
 from ._compare import Comparison, Divergence, compare, unit_roundoff
 from ._grid import (FAMILIES, Convention, check_family, compute_variants, describe_hyperparameters, differences,
                     family_of, grid, hyperparameters_of, scalar_variants)
@@ -113,6 +114,10 @@ class Diagnosis:
         """The first line of the report."""
         best, name = self.best, self.family.capitalize() if self.family != "sgd" else "SGD"
         verdict = self.verdict
+        if verdict == "match" and len(self.matches) > 1:
+            return (f"consistent with {len(self.matches)} configurations, which {self.dtype} cannot tell apart on "
+                    f"these inputs (diagnose(..., dtype='float32') can); the closest: {best.label}"
+                    f"{self._inferred_text()}: {best.description}, max rel err {_e(best.max_rel_err)}")
         if verdict == "match":
             return (f"matches {best.label}{self._inferred_text()}: {best.description}, "
                     f"max rel err {_e(best.max_rel_err)}")
@@ -124,7 +129,8 @@ class Diagnosis:
         if verdict == "per array":
             parts = []
             for key, labels in self.per_array.items():
-                parts.append(f"{key} matches {labels[0]}" if labels else f"{key} matches no configuration")
+                more = f" (or {len(labels) - 1} more it cannot tell apart alone)" if len(labels) > 1 else ""
+                parts.append(f"{key} matches {labels[0]}{more}" if labels else f"{key} does not")
             return "no configuration matches every array: " + "; ".join(parts)
         if verdict == "near miss":
             return (f"no refimpl configuration matches; closest: {best.label}{self._inferred_text()} "
@@ -209,11 +215,22 @@ def _match(conv: Convention, record: dict, inputs: Inputs, rtol, atol) -> Match:
 
 
 def _order(m: Match):
-    return (not m.matches, m.worst if not math.isnan(m.worst) else math.inf)
+    """Matches first, the closest (by relative error) first; then the others by their ratio to the tolerance."""
+    key = m.max_rel_err if m.matches else m.worst
+    return (not m.matches, key if not math.isnan(key) else math.inf)
 
 
 def _narrow(dtype: np.dtype) -> bool:
     return unit_roundoff(dtype) > U32
+
+
+def _eps_survives(opt, dtype) -> bool:
+    try:
+        for name in ("eps", "eps_root"):
+            check_epsilon(name, getattr(opt, name, 0.0), dtype, getattr(opt, "compute_dtype", None))
+    except ValueError:
+        return False
+    return True
 
 
 def _rank(conventions: list[Convention], record: dict, inputs: Inputs, rtol, atol) -> list[Match]:
@@ -223,8 +240,8 @@ def _rank(conventions: list[Convention], record: dict, inputs: Inputs, rtol, ato
 def _search(family: str, h: dict, record: dict, inputs: Inputs, rtol, atol) -> tuple[list[Match], Match]:
     """The grid ranked, with the precision conventions of the dtype where they can matter."""
     conventions = grid(family, h)
-    if _narrow(inputs.dtype):
-        conventions = conventions + compute_variants(conventions)
+    if _narrow(inputs.dtype):   # storage arithmetic where epsilon survives in the dtype, and float32 arithmetic
+        conventions = [c for c in conventions if _eps_survives(c.optimizer, inputs.dtype)] + compute_variants(conventions)
     results = _rank(conventions, record, inputs, rtol, atol)
     plainest = next(m for m in results if m.optimizer is conventions[0].optimizer)
     if not results[0].matches and family == "adam" and _roundoff32(results, record, inputs, atol) is not None:
@@ -251,7 +268,7 @@ def _per_array(results: list[Match], record: dict) -> dict:
     """When nothing matches every array but something matches some: array -> labels matching it."""
     if results[0].matches or len(record) < 2:
         return {}
-    found = {_name("params", k): [m.label for m in results if k in m.arrays] for k in record}
+    found = {_name("params", k): sorted((m.label for m in results if k in m.arrays), key=len) for k in record}
     return found if any(found.values()) else {}
 
 

@@ -23,7 +23,7 @@ __all__ = ["Convention", "FAMILIES", "HYPERPARAMETERS", "grid", "hyperparameters
 
 FAMILIES = {"adam": Adam, "sgd": SGD}
 HYPERPARAMETERS = {
-    "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay"),
+    "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay", "scalars", "compute_dtype"),
     "sgd": ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
 }
 
@@ -83,7 +83,7 @@ def hyperparameters_of(family: str, given) -> tuple[dict, bool]:
 
 
 def _number(x) -> str:
-    return repr(x) if isinstance(x, (numbers.Real, str)) else "<array>" if hasattr(x, "shape") else "<schedule>"
+    return repr(x) if isinstance(x, (numbers.Real, str)) or x is None else "<array>" if hasattr(x, "shape") else "<schedule>"
 
 
 def _label(cls_name: str, shown: dict) -> str:
@@ -216,8 +216,11 @@ def differences(a: Optimizer, b: Optimizer) -> list[str]:
     return out
 
 
+_QUIET = {"scalars": "exact", "compute_dtype": None}   # precision options shown only when not the default
+
+
 def describe_hyperparameters(h: dict) -> str:
-    return ", ".join(f"{k}={_number(v)}" for k, v in h.items())
+    return ", ".join(f"{k}={_number(v)}" for k, v in h.items() if not (k in _QUIET and v == _QUIET[k]))
 
 
 
