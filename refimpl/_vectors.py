@@ -352,13 +352,18 @@ def load(path) -> dict:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read {path.name}: {e}") from None
+        raise ValueError(f"cannot read {path}: {e}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path.name} is not JSON: {e}") from None
+        raise ValueError(f"{path} is not JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a vectors file: its JSON nests arrays or objects deeper than Python's "
+                         f"parser allows (a vectors file nests 6 levels)") from None
     if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
         raise ValueError(f"{path.name} has format version {doc.get('version')!r}; this refimpl reads version {VERSION}")
     try:
         validate(doc, schema())
+    except RecursionError:
+        raise ValueError(f"{path} does not follow the vectors schema: it nests deeper than the schema allows") from None
     except SchemaError as e:
         raise ValueError(f"{path.name} does not follow the vectors schema: {e}") from None
     return doc
