@@ -114,9 +114,11 @@ def compat_rows(steps: int = 100, *, peers: list[str] | None = None, progress: C
             best = d.best
             if best.matches:
                 matches, error = f"`{best.label}`: {best.description}", _err(best.max_rel_err)
+            elif d.verdict == "none close":
+                matches = f"none: no Adam convention is close (the best, `{best.label}`, parts at step {best.divergence.step})"
+                error = f"({_err(best.max_rel_err)})"
             else:
-                matches = (f"none; closest `{best.label}` ({best.description}), diverging at step "
-                           f"{best.divergence.step}")
+                matches = f"none; {d.summary()}"
                 error = f"({_err(best.max_rel_err)})"
             rows.append(Row(library, optimizer, _options(candidate), matches, error, d))
             if progress is not None:

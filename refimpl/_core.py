@@ -97,7 +97,16 @@ def unflatten(flat: Mapping[str, Any] | None, like: Mapping[str, Any]) -> Tree:
 
 def is_floating(x) -> bool:
     xp = array_api_compat.array_namespace(x)
-    return xp.isdtype(x.dtype, "real floating")
+    try:
+        return xp.isdtype(x.dtype, "real floating")
+    except TypeError:  # a NumPy extension dtype that NumPy does not classify: ml_dtypes' bfloat16
+        return is_extension_float(x.dtype)
+
+
+def is_extension_float(dtype) -> bool:
+    """True for the real floating dtypes of ``ml_dtypes`` (bfloat16, ...), which NumPy calls kind 'V'."""
+    return getattr(getattr(dtype, "type", None), "__module__", "").startswith("ml_dtypes") and \
+        str(dtype).startswith(("bfloat", "float"))
 
 
 def namespace(**named_trees):
@@ -460,8 +469,10 @@ def sqrt(x, xp):
     return xp.sqrt(x)
 
 
-def bias_corrections(beta1, beta2, t: int, enabled: bool):
-    """``(1 - beta1**t, 1 - beta2**t)``, or ``(1, 1)`` when bias correction is off."""
+def bias_corrections(beta1, beta2, t: int, enabled: bool, powers=None):
+    """``(1 - beta1**t, 1 - beta2**t)``, or ``(1, 1)`` when bias correction is off. ``powers``, when
+    given, is the pair ``(beta1**t, beta2**t)`` as a precision convention computes it."""
     if not enabled:
         return 1.0, 1.0
-    return 1 - beta1**t, 1 - beta2**t
+    p1, p2 = (beta1**t, beta2**t) if powers is None else powers
+    return 1 - p1, 1 - p2

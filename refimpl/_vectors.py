@@ -138,6 +138,11 @@ def _cases() -> list[Case]:
     add("Adam", "zero_grads", "zero gradients for the first and last 5 steps", lr, dtypes=both, stream="zeros")
     add("Adam", "huge", "gradients times 2**200 (float32: 2**20)", lr, dtypes=both, scale=200)
     add("Adam", "tiny", "gradients times 2**-200 (float32: 2**-20): epsilon dominates", lr, dtypes=both, scale=-200)
+    add("Adam", "scalars_float32", "epsilon hat with lr, betas, eps in float32 and beta^t a float32 running product "
+        "(TF1 AdamOptimizer on float64 variables)", lr | {"eps_hat": True, "scalars": "float32"})
+    add("Adam", "float32_beta_powers", "epsilon hat, lr = float32(0.01), beta^t from float32 betas (Keras 3 on "
+        "TensorFlow, tf-keras, on float64 variables)", {"lr": float(np.float32(0.01)), "eps": 1e-7, "eps_hat": True,
+                                                         "scalars": "float32_beta_powers"})
     add("Adam", "first_step_spread", "gradient magnitudes from 2**-30 to 2**30: the first step is about lr * "
         "sign(g) except where |g| is near eps", {"lr": 1.0}, stream="spread")
 
@@ -214,6 +219,8 @@ def _hyper_json(opt) -> dict:
     out = {}
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
+        if value is None:
+            continue  # an option left at None (compute_dtype: the parameters' own dtype) is not written
         out[f.name] = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
     return out
 
@@ -345,13 +352,18 @@ def load(path) -> dict:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read {path.name}: {e}") from None
+        raise ValueError(f"cannot read {path}: {e}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path.name} is not JSON: {e}") from None
+        raise ValueError(f"{path} is not JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a vectors file: its JSON nests arrays or objects deeper than Python's "
+                         f"parser allows (a vectors file nests 6 levels)") from None
     if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
         raise ValueError(f"{path.name} has format version {doc.get('version')!r}; this refimpl reads version {VERSION}")
     try:
         validate(doc, schema())
+    except RecursionError:
+        raise ValueError(f"{path} does not follow the vectors schema: it nests deeper than the schema allows") from None
     except SchemaError as e:
         raise ValueError(f"{path.name} does not follow the vectors schema: {e}") from None
     return doc

@@ -20,6 +20,7 @@ import dataclasses
 import numbers
 from typing import Any, NamedTuple
 
+from . import _precision
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero, sqrt
 from .fast import elementwise
 
@@ -42,13 +43,15 @@ class AdamState(NamedTuple):
 
 @elementwise  # refimpl/fast.py: the same bits, faster on large arrays
 def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0, eps_hat=False,
-                bias_correction=True, beta1_bc=None, amsgrad=False, amsgrad_max_of="v",
+                bias_correction=True, beta1_bc=None, beta_powers=None, amsgrad=False, amsgrad_max_of="v",
                 weight_decay=0.0, decoupled_weight_decay=False, couple_weight_decay=True, xp):
     """One Adam step on one array; returns ``(theta, m, v, v_max)``.  Pure: nothing is modified.
 
     ``beta1_bc`` is the :math:`\\beta_1` used in the bias correction :math:`1-\\beta_1^t` (it
     differs from ``beta1`` only when ``beta1`` follows a schedule; see :class:`Adam`). ``t`` is
     the count the bias corrections use; at ``t = 0`` they are skipped (see ``t_offset``).
+    ``beta_powers`` is :math:`(\\beta_1^t, \\beta_2^t)` as a precision convention forms them
+    (``None``: Python's power; see ``scalars`` in :class:`Adam`).
     """
     if not is_zero(weight_decay) and decoupled_weight_decay and couple_weight_decay:
         theta = theta - lr * weight_decay * theta           # AdamW: decay the weights, apart from g
@@ -58,7 +61,7 @@ def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0
         g = g + weight_decay * theta                        # L2: the penalty's gradient joins g
     m = beta1 * m + (1 - beta1) * g                         # biased first moment
     v = beta2 * v + (1 - beta2) * g * g                     # biased second raw moment
-    bc1, bc2 = bias_corrections(beta1 if beta1_bc is None else beta1_bc, beta2, t, bias_correction and t > 0)
+    bc1, bc2 = bias_corrections(beta1 if beta1_bc is None else beta1_bc, beta2, t, bias_correction and t > 0, beta_powers)
 
     if amsgrad and amsgrad_max_of == "v":
         v_max = xp.maximum(v_max, v)                        # Reddi et al. / PyTorch: max of raw v
@@ -134,6 +137,33 @@ class Adam(Optimizer):
         a counter incremented after its use); ``+1``: a counter one step ahead (incremented
         twice, or started at 1 and incremented before use; the widely copied CS231n Adam check
         encodes it). ``lr`` and ``beta1`` schedules still see :math:`t`.
+    scalars : ``"exact"``, ``"float32"`` or ``"float32_beta_powers"``
+        How the numbers enter (a precision convention; it matters when the parameters are wider
+        than float32). ``"exact"``: the hyperparameters as given, :math:`\beta^t` by Python's
+        power (PyTorch, optax, Keras on JAX). ``"float32"``: ``lr``, the betas, ``eps``,
+        ``eps_root`` and ``weight_decay`` rounded to float32, and :math:`\beta^t` a float32
+        running product :math:`p_t = \mathrm{fl}_{32}(p_{t-1}\beta)`, the rest in the
+        parameters' dtype (TF1 ``tf.compat.v1.train.AdamOptimizer``: its ``beta1_power`` and
+        ``beta2_power`` are float32 variables multiplied by ``beta`` after each step, and lr,
+        betas and epsilon are float32 tensors cast to the parameters' dtype,
+        ``tensorflow/python/training/adam.py``; tinygrad's ``b1_t *= b1`` in float32,
+        ``tinygrad/nn/optim.py``). ``"float32_beta_powers"``: only :math:`\beta^t` changes, to
+        the power of :math:`\mathrm{fl}_{32}(\beta)` taken in the parameters' dtype (Keras 3 on
+        the TensorFlow backend and tf-keras: ``tf.cast(beta_1, variable.dtype)`` of a Python float
+        goes through float32, ``keras/src/optimizers/adam.py`` ``update_step``; their learning
+        rate is a float32 variable as well, which ``lr`` says).
+    compute_dtype : ``None`` or ``"float32"``
+        The dtype of the arithmetic. ``None``: the parameters' own dtype, every operation rounded
+        to it (NumPy; PyTorch's for-loop and foreach paths). ``"float32"``: parameters, gradient
+        and state are converted to float32, the update runs there, and the results are rounded
+        back to the parameters' dtype, in which the state is kept (PyTorch ``fused=True``'s
+        "opmath" for float16 and bfloat16, ``aten/src/ATen/native/cuda/fused_adam_utils.cuh``;
+        most CUDA kernels). bfloat16 parameters need ``ml_dtypes`` on NumPy
+        (``pip install 'refimpl[bfloat16]'``).
+
+    Raises ``ValueError`` when a positive ``eps`` or ``eps_root`` rounds to 0 in the dtype of the
+    arithmetic (``1e-8`` in float16): the update would divide by zero where the second moment
+    underflows, as PyTorch's float16 Adam does.
 
     Notes
     -----
@@ -167,6 +197,8 @@ class Adam(Optimizer):
     decoupled_weight_decay: bool = False
     couple_weight_decay: bool = True
     t_offset: int = 0
+    scalars: str = "exact"
+    compute_dtype: str | None = None
 
     State = AdamState
     _HYPERS = {"lr": (NONNEGATIVE, True), "beta1": (UNIT, True), "beta2": (UNIT, False),
@@ -177,6 +209,9 @@ class Adam(Optimizer):
         for flag in ("eps_hat", "bias_correction", "amsgrad", "decoupled_weight_decay", "couple_weight_decay"):
             self._check_choice(flag, (False, True))
         self._check_choice("amsgrad_max_of", ("v", "v_hat"))
+        self._check_choice("scalars", _precision.SCALARS)
+        if self.compute_dtype is not None:
+            self._check_choice("compute_dtype", _precision.COMPUTE_DTYPES[1:])
         if not self.couple_weight_decay and not self.decoupled_weight_decay:
             raise ValueError(f"couple_weight_decay=False needs decoupled_weight_decay=True, got "
                              f"decoupled_weight_decay={self.decoupled_weight_decay!r} (L2 decay enters the "
@@ -184,25 +219,39 @@ class Adam(Optimizer):
         if isinstance(self.t_offset, bool) or not isinstance(self.t_offset, numbers.Integral) or self.t_offset < -1:
             raise ValueError(f"t_offset={self.t_offset!r} must be an int >= -1")
 
+    def _check_params(self, p: dict) -> None:
+        super()._check_params(p)
+        for x in p.values():
+            for name in ("eps", "eps_root"):
+                _precision.check_epsilon(name, getattr(self, name), x.dtype, self.compute_dtype)
+
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
         shape = tuple(p.shape)
         return {"m": shape, "v": shape, "v_max": shape if self.amsgrad else None}
 
     def _update(self, p, g, s, t, xp):
-        lr = self._resolve("lr", t, NONNEGATIVE, p)
-        beta1 = self._resolve("beta1", t, UNIT, p)
-        beta1_bc = self._resolve("beta1", 1, UNIT, p)
+        h = {name: getattr(self, name) for name in ("beta2", "eps", "eps_root", "weight_decay")}
+        h.update(lr=self._resolve("lr", t, NONNEGATIVE, p), beta1=self._resolve("beta1", t, UNIT, p),
+                 beta1_bc=self._resolve("beta1", 1, UNIT, p))
+        if self.scalars == "float32":
+            h = {name: _precision.to_float32(value, xp) for name, value in h.items()}
+        tau = t + self.t_offset
+        powers = _precision.beta_powers(self.scalars, h["beta1_bc"], h["beta2"], tau)
         new_p, new_s = {}, {"m": {}, "v": {}, "v_max": {} if self.amsgrad else None}
-        for key, theta in p.items():
-            c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in theta's dtype
+        for key, stored in p.items():
             v_max = s["v_max"][key] if self.amsgrad else None
-            theta, m, v, v_max = adam_update(
-                theta, g[key], s["m"][key], s["v"][key], v_max, t=t + self.t_offset, lr=c(lr), beta1=c(beta1),
-                beta2=c(self.beta2), eps=c(self.eps), eps_root=c(self.eps_root), eps_hat=self.eps_hat,
-                bias_correction=self.bias_correction, beta1_bc=c(beta1_bc), amsgrad=self.amsgrad,
-                amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(self.weight_decay),
+            theta, grad, m, v, v_max = _precision.compute_in(
+                self.compute_dtype, [stored, g[key], s["m"][key], s["v"][key], v_max], xp)
+            c = lambda x: cast_like(x, theta, xp)  # noqa: E731 - hyperparameters in the arithmetic's dtype
+            results = adam_update(
+                theta, grad, m, v, v_max, t=tau, lr=c(h["lr"]), beta1=c(h["beta1"]), beta2=c(h["beta2"]),
+                eps=c(h["eps"]), eps_root=c(h["eps_root"]), eps_hat=self.eps_hat,
+                bias_correction=self.bias_correction, beta1_bc=c(h["beta1_bc"]),
+                beta_powers=None if powers is None else tuple(map(c, powers)), amsgrad=self.amsgrad,
+                amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(h["weight_decay"]),
                 decoupled_weight_decay=self.decoupled_weight_decay,
                 couple_weight_decay=self.couple_weight_decay, xp=xp)
+            theta, m, v, v_max = _precision.store_as(self.compute_dtype, results, stored, xp)
             new_p[key], new_s["m"][key], new_s["v"][key] = theta, m, v
             if self.amsgrad:
                 new_s["v_max"][key] = v_max

@@ -316,9 +316,9 @@ def _torch_worst(torch, case, expected) -> float:
 
 def test_cli_write_then_check(tmp_path, capsys):
     assert main(["vectors", "write", str(tmp_path / "v"), "--steps", "21"]) == 0
-    assert "wrote 53 cases of 21 steps" in capsys.readouterr().out
+    assert "wrote 55 cases of 21 steps" in capsys.readouterr().out
     assert main(["vectors", "check", str(tmp_path / "v"), "--exact"]) == 0
-    assert capsys.readouterr().out.startswith("OK: 4 file(s), 53 case(s)")
+    assert capsys.readouterr().out.startswith("OK: 4 file(s), 55 case(s)")
 
 
 @pytest.mark.parametrize("copy", ["sgd.json"], indirect=True)
@@ -375,3 +375,19 @@ def test_python_dash_m_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "refimpl", "vectors", "check"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("OK:"), r.stderr
     assert refimpl.__version__
+
+
+def test_a_malformed_file_gets_an_error_naming_it_not_a_traceback(tmp_path):
+    """100,000 nested '[' used to end `vectors check` in a RecursionError."""
+    import subprocess
+    import sys
+    (tmp_path / "adam.json").write_text("[" * 100_000)
+    done = subprocess.run([sys.executable, "-m", "refimpl", "vectors", "check", str(tmp_path)],
+                          capture_output=True, text=True)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in out and "RecursionError" not in out
+    assert f"{tmp_path / 'adam.json'} is not a vectors file: its JSON nests" in out
+    (tmp_path / "adam.json").write_text("{")
+    done = subprocess.run([sys.executable, "-m", "refimpl", "vectors", "check", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "is not JSON" in done.stdout + done.stderr

@@ -24,19 +24,21 @@ matches Adam(eps_hat=True): the TF1/Keras convention (epsilon hat), max rel err 
 
 Only the parameters are compared (a candidate's state is its own business); the tolerance is
 explained in :mod:`refimpl.testing._compare`: at step :math:`t`, the largest error of each
-parameter array is at most ``atol + rtol * S_t``, where :math:`S_t` is the array's initial size
-plus the distance it has travelled, and ``rtol`` defaults to :math:`2^{11} T u` (:math:`T`
-steps, :math:`u` the unit roundoff).
+parameter array is at most :math:`\tau_t = u(2^{11} D_t + 2R_t/(1-u))/(1-u')^t`, where
+:math:`D_t` is the distance the reference has travelled, :math:`R_t` the sum of its sizes over
+the steps so far and :math:`u` the unit roundoff of the dtype: small at the first steps, where
+conventions differ most, in float32 as in float64.
 """
 
 from ._adapters import from_keras, from_optax, from_step, from_torch
-from ._compare import Divergence, default_rtol
-from ._diagnose import Diagnosis, Match, assert_matches, diagnose
+from ._compare import Divergence, step_tolerance, unit_roundoff
+from ._diagnose import NEAR, Diagnosis, Match, assert_matches, diagnose
 from ._probe import probe
 from ._run import CandidateError
 
 __all__ = ["assert_matches", "diagnose", "Diagnosis", "Match", "Divergence", "CandidateError",
-           "from_torch", "from_optax", "from_keras", "from_step", "probe", "default_rtol", "compat_rows", "compat_table"]
+           "from_torch", "from_optax", "from_keras", "from_step", "probe", "step_tolerance", "unit_roundoff", "NEAR",
+           "compat_rows", "compat_table"]
 
 
 def compat_rows(steps: int = 100, *, peers=None, progress=None) -> list:

@@ -116,6 +116,34 @@ def from_step(fn: Callable, init: Callable | None = None, *, hyperparameters: Ma
 # ----------------------------------------------------------------------------- PyTorch
 
 
+def _to_torch(x):
+    """A NumPy array as a torch tensor of the same dtype (bfloat16 through float32, exactly)."""
+    import torch
+    a = np.asarray(x)
+    if str(a.dtype) == "bfloat16":
+        return torch.tensor(a.astype(np.float32)).to(torch.bfloat16)
+    return torch.tensor(a)
+
+
+def _from_torch(t):
+    import torch
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+        return t.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
+    return t.numpy().copy()
+
+
+def _class_name(cls, package: str) -> str:
+    """``torch.optim.Adam`` where the package exports the class, else its defining module."""
+    top = __import__(cls.__module__.split(".")[0])
+    for path in ([package] if package else []) + [top.__name__]:
+        module = importlib.import_module(path)
+        if getattr(module, cls.__name__, None) is cls:
+            return f"{path}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TorchCandidate:
     """A ``torch.optim`` optimizer class and its keyword arguments (see :func:`from_torch`)."""
@@ -128,7 +156,7 @@ class TorchCandidate:
 
     def init(self, params):
         import torch
-        tensors = {k: torch.nn.Parameter(torch.tensor(np.asarray(x))) for k, x in _flat(params).items()}
+        tensors = {k: torch.nn.Parameter(_to_torch(x)) for k, x in _flat(params).items()}
         return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
 
     def step(self, params, grads, state):
@@ -137,11 +165,11 @@ class TorchCandidate:
         g = _flat(grads)
         with torch.no_grad():
             for k, x in _flat(params).items():
-                tensors[k].copy_(torch.from_numpy(np.asarray(x)))
+                tensors[k].copy_(_to_torch(x))
         for k, p in tensors.items():
-            p.grad = torch.tensor(np.asarray(g[k]))
+            p.grad = _to_torch(g[k])
         opt.step()
-        return _unflat({k: p.detach().numpy().copy() for k, p in tensors.items()}, params), state
+        return _unflat({k: _from_torch(p) for k, p in tensors.items()}, params), state
 
 
 def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
@@ -165,17 +193,27 @@ def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
         raise type(e)(f"{optimizer_class.__name__}({_call(kwargs)}) was rejected by PyTorch: {e}") from None
     group = probe.param_groups[0]
     family = hyper = None
-    if issubclass(optimizer_class, torch.optim.Adam) or "betas" in group:
-        family = "adam" if issubclass(optimizer_class, torch.optim.Adam) else None
-        beta1, beta2 = group["betas"]
-        hyper = {"lr": _number(group["lr"]), "beta1": _number(beta1), "beta2": _number(beta2),
+    betas = group.get("betas")
+    numbers = {name: group[name] for name in ("lr", "eps", "weight_decay") if isinstance(group.get(name), (int, float))}
+    if issubclass(optimizer_class, torch.optim.Adam) and betas is not None and len(betas) == 2:
+        family = "adam"
+        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
                  "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
     elif issubclass(optimizer_class, torch.optim.SGD):
         family = "sgd"
         hyper = {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
                  "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
                  "nesterov": bool(group["nesterov"])}
-    name = f"torch.optim.{optimizer_class.__name__}({_call(kwargs)})"
+    elif isinstance(betas, (tuple, list)) and len(betas) == 2 and "lr" in numbers:
+        # Another optimizer with Adam's two betas (torch.optim.NAdam, pytorch_optimizer's Lamb, ...): its
+        # numbers are what an Adam convention would be built on, and diagnose says how far it is.
+        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
+                 "eps": _number(numbers.get("eps", 1e-8)), "eps_root": 0.0,
+                 "weight_decay": _number(numbers.get("weight_decay", 0.0))}
+    elif "lr" in numbers:
+        # Three betas (Adan), or none: only the numbers that mean the same in Adam are declared.
+        hyper = {"lr": _number(group["lr"])} | ({"eps": _number(numbers["eps"])} if "eps" in numbers else {})
+    name = f"{_class_name(optimizer_class, 'torch.optim')}({_call(kwargs)})"
     return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name)
 
 
@@ -321,6 +359,13 @@ def from_keras(optimizer_class, /, **kwargs) -> KerasCandidate:
     parameters; the declared ``hyperparameters`` hold that float32 value, which is what Keras
     computes with (``1e-3`` becomes ``0.0010000000474974513``).
     """
+    module = getattr(optimizer_class, "__module__", "") or ""
+    if module.startswith(("tf_keras", "tensorflow")) or getattr(optimizer_class, "__module__", "").startswith("keras.src.optimizers.legacy"):
+        raise TypeError(f"from_keras takes Keras 3 optimizers; {module}.{getattr(optimizer_class, '__name__', '?')} is a "
+                        f"tf-keras (Keras 2) or TensorFlow optimizer, which runs only on TensorFlow (not a refimpl "
+                        f"peer). Its Adam computes refimpl.Adam(eps_hat=True, eps=1e-7, lr=float32(lr), "
+                        f"scalars='float32_beta_powers'); to test it, run it yourself and wrap its step with "
+                        f"refimpl.testing.from_step")
     keras = _require("keras", "from_keras", "pip install keras (and set KERAS_BACKEND=jax or torch before "
                                            "importing it)")
     if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
@@ -341,5 +386,7 @@ def from_keras(optimizer_class, /, **kwargs) -> KerasCandidate:
         family = "sgd"
         hyper = {"lr": lr, "momentum": float(probe.momentum), "dampening": 0.0, "weight_decay": wd,
                  "nesterov": bool(probe.nesterov)}
+    if hyper is not None and family == "adam" and keras.backend.backend() == "tensorflow":
+        hyper["scalars"] = "float32_beta_powers"   # tf.cast(beta_1, variable.dtype) goes through float32
     name = f"keras.optimizers.{optimizer_class.__name__}({_call(kwargs)})"
     return KerasCandidate(optimizer_class, dict(kwargs), hyper, family, name)

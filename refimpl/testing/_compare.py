@@ -3,27 +3,38 @@ r"""Comparing two parameter trajectories, with a tolerance derived from the arit
 For each parameter array and each step :math:`t` the comparison takes
 
 * the error :math:`e_t = \max_i |c_{t,i} - r_{t,i}|` (candidate :math:`c`, reference :math:`r`);
-* the scale :math:`S_t = \|r_0\|_\infty + \sum_{s \le t} \|r_s - r_{s-1}\|_\infty`: the
-  parameter's initial size plus the distance it has travelled, which bounds every
-  :math:`|r_{s,i}|` up to step :math:`t` and is never zero once the parameter has moved;
-* the relative error :math:`e_t / S_t`, and a match when :math:`e_t \le atol + rtol\, S_t`.
+* the distance travelled :math:`D_t = \sum_{s \le t} \|r_s - r_{s-1}\|_\infty` and the sum of sizes
+  :math:`R_t = \sum_{s \le t} \|r_s\|_\infty`, both from the reference;
+* the scale :math:`S_t = \|r_0\|_\infty + D_t` (it bounds every :math:`|r_{s,i}|` up to step
+  :math:`t`), and the relative error :math:`e_t / S_t` that reports quote.
 
-Why this scale: two correct implementations differ by roundings, and each rounding is
-relative to a value the computation touched, the parameter itself (:math:`\theta - \text{step}`)
-or a step (bounded by the distance travelled). An element-wise relative error would blow up
-wherever a coordinate crosses zero; a norm-wise one over :math:`S_t` does not.
+The default tolerance of step :math:`t` is (book, chapter "Using refimpl as an oracle",
+proposition ``prop-oracle-tolerance``)
 
-Why the default :math:`rtol = 2^{11}\, T\, u` (:math:`T` steps, :math:`u` the unit roundoff:
-:math:`2^{-53}` in float64, :math:`2^{-24}` in float32): the errors of the :math:`T` steps add
-up (a fixed gradient stream does not feed them back), and one step of Adam is about 25
-roundings in each implementation, i.e. 50 between the two; a cancellation in
-:math:`m = \beta_1 m + (1-\beta_1) g` can make the absolute error of a step up to
-:math:`1/\sqrt{1-\beta_2}` (32 for :math:`\beta_2 = 0.999`) times larger than the step itself
-would suggest. :math:`50 \cdot 32 = 1600 < 2^{11}`. In float64 over 100 steps this is
-:math:`2.3\cdot 10^{-11}`, far below what any convention changes (the probe of
-:func:`~refimpl.testing.probe` separates every pair of the grid by more than :math:`10^{-6}`).
-With a gradient *function*, each side's errors feed back through its own gradients and can
-grow geometrically; the comparison then reports where the trajectories start to part.
+.. math::
+
+    \tau_t = \frac{u\,(\kappa D_t + 2 R_t / (1-u))}{(1 - u')^{t}}, \qquad u' = \frac{u}{1-u},
+    \quad \kappa = 2^{11},
+
+with :math:`u` the unit roundoff of the parameters' dtype. The derivation: each side ends a step
+with one correctly rounded subtraction :math:`\mathrm{fl}(\theta - s)`, which errs by at most
+:math:`u|\theta|` on each side (the :math:`2R_t` term: it grows with :math:`t` because both
+sides round :math:`\theta` at every step); before that rounding, the two computed steps may
+differ by at most :math:`\kappa u` times the step's size (the :math:`\kappa D_t` term). Why
+:math:`\kappa = 2^{11}`: one Adam step is about 25 roundings in each implementation, 50 between
+the two, and a cancellation in :math:`m = \beta_1 m + (1-\beta_1) g` can magnify their effect on
+the step up to :math:`1/\sqrt{1-\beta_2}` (32 for :math:`\beta_2 = 0.999`); :math:`50 \cdot 32 =
+1600 < 2^{11}`. A computation of the bias correction :math:`1-\beta_2^t` in the parameters' dtype
+(Keras, tinygrad) loses up to :math:`u/(1-\beta_2) \approx 1000u` to cancellation, half of which
+reaches the step through the square root: inside the same budget.
+
+Unlike a fixed relative tolerance, :math:`\tau_t` is small where the errors are small: at step 1
+it is about :math:`2^{11} u` times the first step, so a convention that changes the first step
+(a step counter off by one, epsilon's placement) is rejected there in float32 as in float64.
+It grows as the steps add up, as the errors do. With a gradient *function*, each side's errors
+feed back through its own gradients and can grow geometrically; the comparison then reports
+where the trajectories start to part. An explicit ``rtol`` replaces :math:`\tau_t` by the fixed
+rule :math:`e_t \le atol + rtol\, S_t`.
 """
 
 from __future__ import annotations
@@ -34,18 +45,39 @@ import numpy as np
 
 from .._core import _name
 
-__all__ = ["Divergence", "Comparison", "compare", "default_rtol"]
+__all__ = ["Divergence", "Comparison", "compare", "KAPPA", "unit_roundoff", "step_tolerance"]
 
-ROUNDINGS_PER_STEP = 2**11
+KAPPA = 2**11   # the rounding budget of one step, in units of u times the step's size
 
 
 def unit_roundoff(dtype) -> float:
+    """u: 2**-53 for float64, 2**-24 for float32, 2**-11 for float16, 2**-8 for bfloat16."""
     return float(np.finfo(dtype).eps) / 2
 
 
-def default_rtol(dtype, steps: int) -> float:
-    """The default relative tolerance for ``steps`` steps in ``dtype`` (see the module docstring)."""
-    return ROUNDINGS_PER_STEP * steps * unit_roundoff(dtype)
+def write_roundoff(dtype) -> float:
+    """The relative error of writing one result in ``dtype``: its unit roundoff, and for a format
+    narrower than float32 (float16, bfloat16) that of a float32 result rounded to it (two
+    roundings: u + u32 + u u32), since float32 arithmetic stored in 16 bits is the common case."""
+    u = unit_roundoff(dtype)
+    u32 = 2.0**-24
+    return u if u <= u32 else u + u32 + u * u32
+
+
+def step_tolerance(reference: np.ndarray, u: float) -> np.ndarray:
+    """The default tolerance tau_t of every step t = 0..T for one parameter array (see the module
+    docstring), from the reference's trajectory ``reference`` of shape (T + 1, ...)."""
+    r = reference.astype(np.float64).reshape(reference.shape[0], -1)
+    if r.shape[1] == 0:
+        return np.zeros(r.shape[0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        moves = np.nan_to_num(np.abs(np.diff(r, axis=0)).max(axis=1), nan=np.inf)
+        sizes = np.nan_to_num(np.abs(r[1:]).max(axis=1), nan=np.inf)
+        distance = np.concatenate([[0.0], np.cumsum(moves)])
+        total = np.concatenate([[0.0], np.cumsum(sizes)])
+        t = np.arange(r.shape[0])
+        u1 = u / (1 - u)
+        return u * (KAPPA * distance + 2 * total / (1 - u)) / (1 - u1) ** t
 
 
 class Divergence(NamedTuple):
@@ -73,8 +105,10 @@ class Comparison(NamedTuple):
     max_abs_err: float
     max_rel_err: float
     divergence: Divergence | None       # the first step beyond tolerance (None if it matches)
+    worst: float                        # max over steps and arrays of e_t / tolerance_t (<= 1: a match)
     first_nonfinite: tuple | None       # (step, param, index) where the candidate first went NaN/Inf alone
     first_step_ratio: float | None      # |candidate's step 1| / |reference's step 1| (inf-norms)
+    arrays: tuple = ()                  # the keys of the parameter arrays within tolerance at every step
 
 
 def _errors(c: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -86,13 +120,17 @@ def _errors(c: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(err), np.inf, err)
 
 
-def compare(candidate: dict, reference: dict, *, rtol: float, atol: float) -> Comparison:
-    """Compare two records of :func:`~refimpl.testing._run.run` (same keys and shapes)."""
+def compare(candidate: dict, reference: dict, *, rtol: float | None, atol: float, u: float | None = None) -> Comparison:
+    """Compare two records of :func:`~refimpl.testing._run.run` (same keys and shapes): with the
+    fixed rule ``atol + rtol * S_t``, or (``rtol=None``) the default ``atol + tau_t`` for the unit
+    roundoff ``u`` (by default that of the records' dtype)."""
     max_abs = max_rel = 0.0
     first = None            # (step, key) of the earliest divergence; ties go to the first key
     first_bad = None
     per_key = {}
     num = den = 0.0
+    worst = 0.0
+    matching = []
     for key in candidate:
         c, r = candidate[key], reference[key]
         steps = c.shape[0]
@@ -105,8 +143,16 @@ def compare(candidate: dict, reference: dict, *, rtol: float, atol: float) -> Co
             scale = start + np.concatenate([[0.0], np.cumsum(np.nan_to_num(moves, nan=np.inf))])
             rel = np.where(e == 0, 0.0, e / np.where(scale > 0, scale, np.inf))
         rel = np.where((e > 0) & (scale == 0), np.inf, rel)
-        tol = atol + rtol * scale
+        if rtol is None:
+            tol = atol + step_tolerance(r, write_roundoff(r.dtype) if u is None else u)
+        else:
+            tol = atol + rtol * scale
         bad = np.nonzero(~(e <= tol))[0]
+        if not bad.size:
+            matching.append(key)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(e == 0, 0.0, e / tol)
+        worst = max(worst, float(np.nan_to_num(ratio, nan=np.inf).max(initial=0.0)))
         max_abs, max_rel = max(max_abs, float(e.max())), max(max_rel, float(rel.max()))
         per_key[key] = (err, e, rel, tol, scale)
         if bad.size and (first is None or bad[0] < first[0]):
@@ -131,4 +177,4 @@ def compare(candidate: dict, reference: dict, *, rtol: float, atol: float) -> Co
                                 float(reference[key][t].reshape(-1)[flat]),
                                 float(e[t]), float(rel[t]), float(tol[t]))
     ratio = num / den if den > 0 else None
-    return Comparison(divergence is None, max_abs, max_rel, divergence, first_bad, ratio)
+    return Comparison(divergence is None, max_abs, max_rel, divergence, worst, first_bad, ratio, tuple(matching))

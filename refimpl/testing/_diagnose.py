@@ -6,19 +6,30 @@ import dataclasses
 import math
 import numbers
 
-from .._core import Optimizer, _describe
-from ._compare import Comparison, Divergence, compare, default_rtol
-from ._grid import (FAMILIES, Convention, check_family, describe_hyperparameters, differences, family_of, grid,
-                    hyperparameters_of)
-from ._probe import probe
-from ._run import Inputs, check_candidate, compact, label, prepare, run, run_reference
+import numpy as np
 
-__all__ = ["Match", "Diagnosis", "diagnose", "assert_matches"]
+from .._core import Optimizer, _describe, _name
+from .._precision import check_epsilon
+from ._compare import Comparison, Divergence, compare, unit_roundoff
+from ._grid import (FAMILIES, Convention, check_family, compute_variants, describe_hyperparameters, differences,
+                    family_of, grid, hyperparameters_of, scalar_variants)
+from ._probe import probe
+from ._run import Inputs, check_candidate, compact, label, prepare, resolve_dtype, run, run_reference
+
+__all__ = ["Match", "Diagnosis", "diagnose", "assert_matches", "NEAR"]
+
+NEAR = 100          # a best convention within NEAR times the tolerance is a near miss; beyond, nothing is close
+U32 = 2.0**-24      # float32's unit roundoff: the "within float32 roundoff" verdict of wider runs
+_PRECISION_SEARCH = 3   # how many of the closest conventions get their precision variants tried
 
 
 def _e(x: float) -> str:
     """An error for people: 3e-16, 0, inf."""
     return "0" if x == 0 else f"{x:.1g}" if math.isfinite(x) else str(x)
+
+
+def _times(x: float) -> str:
+    return f"{x:.2g}" if x < 1e4 else f"{x:.0e}".replace("e+0", "e").replace("e+", "e")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +44,12 @@ class Match:
     max_rel_err: float              # max over steps and parameters of e_t / S_t (see refimpl.testing)
     divergence: Divergence | None   # the first step beyond tolerance, if any
     comparison: Comparison = dataclasses.field(repr=False, compare=False, default=None)
+    arrays: tuple = dataclasses.field(repr=False, compare=False, default=())   # the parameter arrays it matches
+
+    @property
+    def worst(self) -> float:
+        """The largest ratio of error to tolerance over steps and arrays (<= 1: a match)."""
+        return self.comparison.worst if self.comparison is not None else (0.0 if self.matches else math.inf)
 
     def __str__(self) -> str:
         text = f"{self.label}: {self.description}, max rel err {_e(self.max_rel_err)}"
@@ -43,21 +60,31 @@ class Match:
 class Diagnosis:
     """What :func:`diagnose` found: every configuration tried, best first.
 
-    ``matches`` holds the configurations within tolerance (usually one; several when the inputs
-    cannot tell them apart), ``best`` the closest configuration whether it matches or not.
+    ``matches`` holds the configurations within tolerance (one, or several when the inputs cannot
+    tell them apart in this dtype), ``best`` the closest configuration whether it matches or not.
+    ``verdict`` is one of ``"match"``, ``"float32 roundoff"`` (a wider run that matches once
+    float32's roundoff is allowed), ``"per array"`` (some parameter arrays match a configuration,
+    others do not), ``"near miss"`` (within :data:`NEAR` times the tolerance) and ``"none close"``.
     ``str()`` (and ``repr()``) give the report.
     """
 
     candidate: str
     family: str
     hyperparameters: dict
-    assumed: bool                   # the hyperparameters are the family's defaults, not the candidate's
+    source: str                     # "declared", "inferred" or "assumed" (the family's defaults)
     steps: int
     dtype: str
-    rtol: float
+    rtol: float | None              # None: the default per-step tolerance
     atol: float
     results: tuple                  # of Match, best first
     plainest: Match | None = None   # how the grid's first entry (Algorithm 1 for Adam) compares
+    roundoff32: Match | None = None  # a wider run: the best configuration within float32 roundoff
+    per_array: dict = dataclasses.field(default_factory=dict)   # array -> labels matching it alone
+    inferred: tuple = ()            # names of the hyperparameters inferred from the trajectory
+
+    @property
+    def assumed(self) -> bool:
+        return self.source == "assumed"
 
     @property
     def matches(self) -> tuple:
@@ -67,18 +94,59 @@ class Diagnosis:
     def best(self) -> Match:
         return self.results[0]
 
+    @property
+    def verdict(self) -> str:
+        if self.best.matches:
+            return "match"
+        if self.roundoff32 is not None:
+            return "float32 roundoff"
+        if any(self.per_array.values()):
+            return "per array"
+        return "near miss" if self.best.worst <= NEAR else "none close"
+
+    def _inferred_text(self) -> str:
+        if not self.inferred:
+            return ""
+        values = ", ".join(f"{k} = {self.hyperparameters[k]!r}" for k in self.inferred)
+        return f" with {values} (inferred from the trajectory)"
+
     def summary(self) -> str:
         """The first line of the report."""
-        best = self.best
-        if best.matches:
-            return f"matches {best.label}: {best.description}, max rel err {_e(best.max_rel_err)}"
-        return f"no refimpl configuration matches; closest: {best.label}: {best.description}"
+        best, name = self.best, self.family.capitalize() if self.family != "sgd" else "SGD"
+        verdict = self.verdict
+        if verdict == "match" and len(self.matches) > 1:
+            return (f"consistent with {len(self.matches)} configurations, which {self.dtype} cannot tell apart on "
+                    f"these inputs (diagnose(..., dtype='float32') can); the closest: {best.label}"
+                    f"{self._inferred_text()}: {best.description}, max rel err {_e(best.max_rel_err)}")
+        if verdict == "match":
+            return (f"matches {best.label}{self._inferred_text()}: {best.description}, "
+                    f"max rel err {_e(best.max_rel_err)}")
+        if verdict == "float32 roundoff":
+            r = self.roundoff32
+            return (f"no {self.dtype} match, but within float32 roundoff of {r.label}{self._inferred_text()} "
+                    f"(max rel err {_e(r.max_rel_err)}): the candidate rounds to float32 somewhere; "
+                    f"diagnose(..., dtype='float32') compares in float32")
+        if verdict == "per array":
+            parts = []
+            for key, labels in self.per_array.items():
+                more = f" (or {len(labels) - 1} more it cannot tell apart alone)" if len(labels) > 1 else ""
+                parts.append(f"{key} matches {labels[0]}{more}" if labels else f"{key} does not")
+            return "no configuration matches every array: " + "; ".join(parts)
+        if verdict == "near miss":
+            return (f"no refimpl configuration matches; closest: {best.label}{self._inferred_text()} "
+                    f"({_times(best.worst)} times the tolerance): {best.description}")
+        return (f"no {name} convention is close: the best, {best.label}, is off by a relative "
+                f"{_e(best.max_rel_err)} ({_times(best.worst)} times the tolerance) from step "
+                f"{best.divergence.step}")
 
     def __str__(self) -> str:
-        assumed = " (assumed: the candidate does not declare them; pass hyperparameters=...)" if self.assumed else ""
+        source = {"declared": "", "inferred": " (lr inferred from the first step; pass hyperparameters=... to fix "
+                  "them)", "assumed": " (assumed: the candidate does not declare them; pass hyperparameters=...)"}
+        tolerance = ("the per-step tolerance of refimpl.testing" if self.rtol is None
+                     else f"rtol {self.rtol:.2g}") + (f", atol {self.atol:.2g}" if self.atol else "")
         lines = [self.summary(), f"candidate: {self.candidate}",
-                 f"compared over {self.steps} {self.dtype} steps (rtol {self.rtol:.2g}, atol {self.atol:.2g}); "
-                 f"hyperparameters {describe_hyperparameters(self.hyperparameters)}{assumed}"]
+                 f"compared over {self.steps} {self.dtype} steps ({tolerance}); "
+                 f"hyperparameters {describe_hyperparameters(self.hyperparameters)}{source[self.source]}"]
         lines += self._tie_lines() if self.best.matches else self._miss_lines()
         return "\n  ".join(lines)
 
@@ -86,8 +154,9 @@ class Diagnosis:
         others = self.matches[1:]
         if not others:
             return []
-        return ["also within tolerance (these inputs cannot tell them apart): "
-                + "; ".join(f"{m.label} ({_e(m.max_rel_err)})" for m in others)]
+        return [f"also within tolerance ({self.dtype} on these inputs cannot tell them apart): "
+                + "; ".join(f"{m.label} ({_e(m.max_rel_err)})" for m in others[:8])
+                + (f"; and {len(others) - 8} more" if len(others) > 8 else "")]
 
     def _miss_lines(self) -> list[str]:
         best = self.best
@@ -96,12 +165,15 @@ class Diagnosis:
         lines += _hints(best.comparison, best.label, self.family)
         ratio = self.plainest.comparison.first_step_ratio if self.plainest is not None else None
         lr = self.hyperparameters.get("lr")
-        if self.assumed and ratio is not None and abs(ratio - 1) > 1e-3 and isinstance(lr, float):
-            lines.append(f"the hyperparameters were assumed: the candidate's first step is {ratio:.4g} times "
+        if self.source != "declared" and ratio is not None and abs(ratio - 1) > 1e-3 and isinstance(lr, float):
+            lines.append(f"the hyperparameters were {self.source}: the candidate's first step is {ratio:.4g} times "
                          f"{self.plainest.label}'s; is its lr {ratio * lr:.4g}?")
+        if self.verdict == "none close":
+            lines.append(f"no configuration of the grid comes within {NEAR} times the tolerance: the candidate "
+                         f"computes another algorithm (or has a bug outside the grid's conventions)")
         if len(self.results) > 1:
             lines.append("next closest: " + "; ".join(f"{m.label} ({_e(m.max_rel_err)}, step {m.divergence.step})"
-                                                      for m in self.results[1:5]))
+                                                      for m in self.results[1:5] if m.divergence is not None))
         return lines
 
     __repr__ = __str__
@@ -130,40 +202,153 @@ def _check_tolerance(name: str, value) -> float:
     return float(value)
 
 
-def _tolerances(inputs: Inputs, rtol, atol) -> tuple[float, float]:
-    rtol = default_rtol(inputs.dtype, inputs.steps) if rtol is None else _check_tolerance("rtol", rtol)
-    atol = 0.0 if atol is None else _check_tolerance("atol", atol)
-    return rtol, atol
+def _tolerances(rtol, atol) -> tuple[float | None, float]:
+    return (None if rtol is None else _check_tolerance("rtol", rtol)), (0.0 if atol is None else
+                                                                        _check_tolerance("atol", atol))
 
 
-def _rank(conventions: list[Convention], record: dict, inputs: Inputs, rtol: float, atol: float) -> tuple:
-    results = []
-    for conv in conventions:
-        ref = run_reference(conv.optimizer, inputs)
-        cmp = compare(record, ref, rtol=rtol, atol=atol)
-        results.append(Match(conv.label, conv.description, conv.optimizer, cmp.matches, cmp.max_abs_err,
-                             cmp.max_rel_err, cmp.divergence, cmp))
-    order = lambda m: (not m.matches, m.max_rel_err if not math.isnan(m.max_rel_err) else math.inf)  # noqa: E731
-    return tuple(sorted(results, key=order))
+def _match(conv: Convention, record: dict, inputs: Inputs, rtol, atol) -> Match:
+    ref = run_reference(conv.optimizer, inputs)
+    cmp = compare(record, ref, rtol=rtol, atol=atol)
+    return Match(conv.label, conv.description, conv.optimizer, cmp.matches, cmp.max_abs_err, cmp.max_rel_err,
+                 cmp.divergence, cmp, cmp.arrays)
 
 
-def _diagnosis(name: str, record: dict, inputs: Inputs, family: str, hyperparameters, rtol, atol) -> Diagnosis:
-    h, assumed = hyperparameters_of(family, hyperparameters)
+def _order(m: Match):
+    """Matches first, the closest (by relative error) first; then the others by their ratio to the tolerance."""
+    key = m.max_rel_err if m.matches else m.worst
+    return (not m.matches, key if not math.isnan(key) else math.inf)
+
+
+def _narrow(dtype: np.dtype) -> bool:
+    return unit_roundoff(dtype) > U32
+
+
+def _eps_survives(opt, dtype) -> bool:
+    try:
+        for name in ("eps", "eps_root"):
+            check_epsilon(name, getattr(opt, name, 0.0), dtype, getattr(opt, "compute_dtype", None))
+    except ValueError:
+        return False
+    return True
+
+
+def _rank(conventions: list[Convention], record: dict, inputs: Inputs, rtol, atol) -> list[Match]:
+    return sorted((_match(c, record, inputs, rtol, atol) for c in conventions), key=_order)
+
+
+def _search(family: str, h: dict, record: dict, inputs: Inputs, rtol, atol) -> tuple[list[Match], Match]:
+    """The grid ranked, with the precision conventions of the dtype where they can matter."""
     conventions = grid(family, h)
+    if _narrow(inputs.dtype):   # storage arithmetic where epsilon survives in the dtype, and float32 arithmetic
+        conventions = [c for c in conventions if _eps_survives(c.optimizer, inputs.dtype)] + compute_variants(conventions)
     results = _rank(conventions, record, inputs, rtol, atol)
     plainest = next(m for m in results if m.optimizer is conventions[0].optimizer)
-    return Diagnosis(name, family, h, assumed, inputs.steps, str(inputs.dtype), rtol, atol, results, plainest)
+    if not results[0].matches and family == "adam" and _roundoff32(results, record, inputs, atol) is not None:
+        # Within float32 roundoff of the grid: try where float32 enters (the scalars, the lr).
+        by_label = {c.label: c for c in conventions}
+        extra = [v for m in results[:_PRECISION_SEARCH] for v in scalar_variants(by_label[m.label])]
+        results = sorted(results + _rank(extra, record, inputs, rtol, atol), key=_order)
+    return results, plainest
+
+
+def _roundoff32(results: list[Match], record: dict, inputs: Inputs, atol) -> Match | None:
+    """In a run wider than float32 with no match: the best configuration that matches once the
+    tolerance is that of float32 arithmetic, if any."""
+    if unit_roundoff(inputs.dtype) >= U32:
+        return None
+    for m in results[:_PRECISION_SEARCH]:
+        ref = run_reference(m.optimizer, inputs)
+        if compare(record, ref, rtol=None, atol=atol, u=U32).matches:
+            return m
+    return None
+
+
+def _per_array(results: list[Match], record: dict) -> dict:
+    """When nothing matches every array but something matches some: array -> labels matching it."""
+    if results[0].matches or len(record) < 2:
+        return {}
+    found = {_name("params", k): sorted((m.label for m in results if k in m.arrays), key=len) for k in record}
+    return found if any(found.values()) else {}
+
+
+# ----------------------------------------------------------------------------- hyperparameter inference
+
+
+def _snap(x: float, rel: float = 2e-3) -> float | None:
+    """The shortest decimal (1 to 3 significant digits) within ``rel`` of x, or None."""
+    for digits in (1, 2, 3):
+        d = float(f"{x:.{digits - 1}e}")
+        if abs(d - x) <= rel * x:
+            return d
+    return None
+
+
+def infer_lr(record: dict, inputs: Inputs, h: dict) -> list[float]:
+    """Learning rates that explain the candidate's first step, most likely first.
+
+    Adam's first step is :math:`\\alpha c_k` in every coordinate whose gradient is far above
+    epsilon (book, prop-oracle-first-step: :math:`c_0 = 1` for a correct counter, :math:`c_1`
+    and :math:`c_{-1}` for counters off by one): the median over those coordinates of
+    :math:`|\\theta_1 - \\theta_0|` divided by each :math:`c_k`, snapped to a short decimal.
+    """
+    if inputs.grads is None:
+        return []
+    moves = []
+    for key, r in record.items():
+        g = np.asarray(inputs.grads[0][key], dtype=np.float64).reshape(-1)
+        d = np.abs(r[1].astype(np.float64) - r[0].astype(np.float64)).reshape(-1)
+        keep = (np.abs(g) > 1e3 * max(float(h.get("eps", 0) or 0), 1e-12)) & np.isfinite(d) & (d > 0)
+        moves.extend(d[keep].tolist())
+    if not moves:
+        return []
+    step = float(np.median(moves))
+    b1, b2 = h["beta1"], h["beta2"]
+    if not (isinstance(b1, float) and isinstance(b2, float)):
+        return []
+    out = []
+    for c in (1.0, math.sqrt(1 + b2) / (1 + b1), (1 - b1) / math.sqrt(1 - b2)):
+        lr = _snap(step / c)
+        if lr is not None and lr not in out:
+            out.append(lr)
+    return out
+
+
+def _diagnosis(name: str, record: dict, inputs: Inputs, family: str, hyperparameters, rtol, atol, *,
+               infer: bool = False) -> Diagnosis:
+    h, assumed = hyperparameters_of(family, hyperparameters)
+    tries = [(h, "assumed" if assumed else "declared", ())]
+    if infer and assumed and family == "adam":   # the inferred learning rates first, the defaults last
+        record_lrs = [lr for lr in infer_lr(record, inputs, h) if lr != h["lr"]]
+        tries = [(dict(h, lr=lr), "inferred", ("lr",)) for lr in record_lrs] + tries
+    chosen = None
+    for trial_h, source, inferred in tries:
+        results, plainest = _search(family, trial_h, record, inputs, rtol, atol)
+        if chosen is None or _order(results[0]) < _order(chosen[1][0]):
+            chosen = (trial_h, results, plainest, source, inferred)
+        if results[0].matches:
+            break
+    h, results, plainest, source, inferred = chosen
+    roundoff = None if results[0].matches else _roundoff32(results, record, inputs, atol)
+    return Diagnosis(name, family, h, source, inputs.steps, str(inputs.dtype), rtol, atol, tuple(results),
+                     plainest, roundoff, _per_array(results, record), inferred)
 
 
 def diagnose(candidate, params=None, grads=None, *, family: str | None = None, hyperparameters=None,
-             steps: int | None = None, rtol: float | None = None, atol: float | None = None) -> Diagnosis:
+             steps: int | None = None, dtype=None, rtol: float | None = None,
+             atol: float | None = None) -> Diagnosis:
     """Which refimpl convention does ``candidate`` compute?
 
     Runs the candidate and every configuration of the family's grid (Adam: epsilon after the
     bias correction, epsilon hat or inside the root; bias correction on or off; no AMSGrad or
     AMSGrad on v or on v_hat; L2, decoupled or decoupled-and-not-lr-scaled weight decay; bias
-    corrections counting from t - 1, t or t + 1; plus beta1 and beta2 swapped. SGD: heavy-ball, Nesterov,
-    dampened) on the same gradients and ranks the configurations, the matching ones first.
+    corrections counting from t - 1, t or t + 1; plus beta1 and beta2 swapped. SGD: heavy-ball,
+    Nesterov, dampened) on the same gradients and ranks the configurations, the matching ones
+    first. Where the dtype makes them matter it also tries the precision conventions of
+    :class:`refimpl.Adam`: in float64, the closest configurations with their scalars in float32
+    (TF1, tinygrad), with beta^t from float32 betas (Keras on TensorFlow) and with lr rounded to
+    float32 (Keras); in float16 and bfloat16, every configuration with float32 arithmetic
+    (PyTorch ``fused=True``).
 
     Parameters
     ----------
@@ -180,16 +365,26 @@ def diagnose(candidate, params=None, grads=None, *, family: str | None = None, h
         The numbers the grid is built on (Adam: ``lr, beta1, beta2, eps, eps_root,
         weight_decay``; SGD: ``lr, momentum, dampening, weight_decay, nesterov``), as a dict or
         a refimpl optimizer. By default the candidate's own (adapters and refimpl optimizers
-        declare them), else the family's defaults, which the report then says were assumed.
-    steps, rtol, atol
+        declare them). When the candidate declares none, Adam's ``lr`` is inferred from the first
+        step (the report says so, and which value it found); the other numbers take the
+        family's defaults, which the report says were assumed.
+    steps
+        How many steps to compare (default: all of ``grads``; 100 for the probe).
+    dtype
+        The dtype of the comparison: ``"float64"`` (the probe's default), ``"float32"``,
+        ``"float16"`` or ``"bfloat16"`` (needs ``ml_dtypes``). The probe is made in it; given
+        ``params`` and ``grads`` are converted to it.
+    rtol, atol
         As in :func:`assert_matches`.
 
     Returns
     -------
     Diagnosis
         Its ``str()`` reads like ``matches Adam(eps_hat=True): the TF1/Keras convention
-        (epsilon hat), max rel err 3e-16``, or, when nothing matches, names the closest
-        configuration and where, in which parameter and by how much it diverges.
+        (epsilon hat), max rel err 3e-16``; when nothing matches, it says whether the closest
+        configuration is within float32 roundoff, whether some arrays match and others do not,
+        whether it is a near miss (within ``NEAR = 100`` times the tolerance), or that no
+        convention of the family is close, with the best distance.
     """
     check_candidate(candidate)
     family = check_family(family if family is not None else family_of(candidate) or "adam")
@@ -199,13 +394,22 @@ def diagnose(candidate, params=None, grads=None, *, family: str | None = None, h
     if (params is None) != (grads is None):
         raise ValueError(f"give both params and grads, or neither (then refimpl.testing.probe() is used); got "
                          f"params={_describe(params)} and grads={_describe(grads)}")
+    dt = None if dtype is None else resolve_dtype(dtype)
     if params is None:
-        params, grads = probe(100 if steps is None else _positive_steps(steps))
+        params, grads = probe(100 if steps is None else _positive_steps(steps), dtype="float64" if dt is None else dt)
     inputs = prepare(params, grads, steps)
-    rtol, atol = _tolerances(inputs, rtol, atol)
+    if dt is not None and inputs.dtype != dt:
+        inputs = _converted(inputs, dt)
+    rtol, atol = _tolerances(rtol, atol)
     hyperparameters_of(family, hyperparameters)  # validate before the (long) runs
     record = run(candidate, inputs)
-    return _diagnosis(label(candidate), record, inputs, family, hyperparameters, rtol, atol)
+    return _diagnosis(label(candidate), record, inputs, family, hyperparameters, rtol, atol, infer=True)
+
+
+def _converted(inputs: Inputs, dt) -> Inputs:
+    conv = lambda flat: {k: np.asarray(x).astype(dt) for k, x in flat.items()}  # noqa: E731
+    grads = None if inputs.grads is None else [conv(g) for g in inputs.grads]
+    return inputs._replace(params=conv(inputs.params), grads=grads, dtype=np.dtype(dt))
 
 
 def _positive_steps(steps) -> int:
@@ -223,9 +427,12 @@ def assert_matches(candidate, reference: Optimizer, params, grads, *, steps: int
     the gradient at its own iterate), and their parameters are compared after every step.
 
     The tolerance: at step t, for every parameter array, ``max|candidate - reference| <= atol +
-    rtol * S_t``, where ``S_t`` is the parameter's initial size plus the distance it has travelled
-    (see the module :mod:`refimpl.testing`); by default ``rtol = 2**11 * steps * u`` (``u`` the
-    unit roundoff of the dtype: 2.3e-11 for 100 float64 steps) and ``atol = 0``.
+    tau_t`` with ``tau_t = u (2**11 D_t + 2 R_t / (1 - u)) / (1 - u')**t``: ``D_t`` the distance
+    the reference has travelled, ``R_t`` the sum of its sizes ``max|r_s|`` over the steps so far,
+    ``u`` the unit roundoff of the dtype (see :mod:`refimpl.testing._compare` and the book's
+    prop-oracle-tolerance). It admits any other order of the same arithmetic, in float32 as in
+    float64, and rejects at step 1 a convention that changes the first step. An explicit ``rtol``
+    replaces it by ``atol + rtol * S_t`` (``S_t`` the initial size plus ``D_t``).
 
     Raises ``AssertionError`` naming the first diverging step, the parameter, the element, the
     largest absolute and relative errors, and the likely convention (from :func:`diagnose`, for
@@ -235,15 +442,17 @@ def assert_matches(candidate, reference: Optimizer, params, grads, *, steps: int
     if not isinstance(reference, Optimizer):
         raise TypeError(f"reference must be a refimpl optimizer (refimpl.Adam(...), ...), got {_describe(reference)}")
     inputs = prepare(params, grads, steps)
-    rtol, atol = _tolerances(inputs, rtol, atol)
+    rtol, atol = _tolerances(rtol, atol)
     record = run(candidate, inputs)
     cmp = compare(record, run_reference(reference, inputs), rtol=rtol, atol=atol)
     if cmp.matches:
         return
+    tolerance = "the per-step tolerance" if rtol is None else f"rtol {rtol:.2g}"
     lines = [f"{label(candidate)} does not match refimpl {compact(reference)}",
              f"first divergence: {cmp.divergence}",
              f"over {inputs.steps} {inputs.dtype} steps: max abs err {cmp.max_abs_err:.3g}, max rel err "
-             f"{cmp.max_rel_err:.3g} (rtol {rtol:.2g}, atol {atol:.2g})"]
+             f"{cmp.max_rel_err:.3g} ({_times(cmp.worst)} times {tolerance}"
+             + (f", atol {atol:.2g})" if atol else ")")]
     family = family_of(reference)
     if family is None:
         lines.append(f"likely convention: not diagnosed ({type(reference).__name__} has no convention grid)")
@@ -255,8 +464,11 @@ def assert_matches(candidate, reference: Optimizer, params, grads, *, steps: int
             diff = differences(best.optimizer, reference)
             lines.append(f"likely convention: {best.label}: {best.description} (max rel err {_e(best.max_rel_err)}); "
                          f"it differs from the reference in {', '.join(diff) if diff else 'nothing (?)'}")
+        elif found.roundoff32 is not None:
+            lines.append(f"likely convention: {found.roundoff32.label}, computed partly in float32 (it matches "
+                         f"with float32's roundoff)")
         else:
-            lines.append(f"likely convention: none of the {len(found.results)} of the grid matches; closest "
-                         f"{best.label}: {best.description}, first diverging at {best.divergence}")
+            lines.append(f"likely convention: none of the {len(found.results)} configurations tried matches; "
+                         f"{found.summary()}")
             lines.extend(_hints(best.comparison, best.label, family))
     raise AssertionError("\n".join(lines))

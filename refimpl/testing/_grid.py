@@ -23,7 +23,7 @@ __all__ = ["Convention", "FAMILIES", "HYPERPARAMETERS", "grid", "hyperparameters
 
 FAMILIES = {"adam": Adam, "sgd": SGD}
 HYPERPARAMETERS = {
-    "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay"),
+    "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay", "scalars", "compute_dtype"),
     "sgd": ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
 }
 
@@ -83,7 +83,7 @@ def hyperparameters_of(family: str, given) -> tuple[dict, bool]:
 
 
 def _number(x) -> str:
-    return repr(x) if isinstance(x, (numbers.Real, str)) else "<array>" if hasattr(x, "shape") else "<schedule>"
+    return repr(x) if isinstance(x, (numbers.Real, str)) or x is None else "<array>" if hasattr(x, "shape") else "<schedule>"
 
 
 def _label(cls_name: str, shown: dict) -> str:
@@ -216,6 +216,49 @@ def differences(a: Optimizer, b: Optimizer) -> list[str]:
     return out
 
 
-def describe_hyperparameters(h: dict) -> str:
-    return ", ".join(f"{k}={_number(v)}" for k, v in h.items())
+_QUIET = {"scalars": "exact", "compute_dtype": None}   # precision options shown only when not the default
 
+
+def describe_hyperparameters(h: dict) -> str:
+    return ", ".join(f"{k}={_number(v)}" for k, v in h.items() if not (k in _QUIET and v == _QUIET[k]))
+
+
+
+# ----------------------------------------------------------------------------- precision conventions
+
+
+_SCALARS = {"float32": "lr, betas and eps in float32, beta^t a float32 running product: TF1's AdamOptimizer, tinygrad",
+            "float32_beta_powers": "beta^t from float32-rounded betas: Keras on TensorFlow, tf-keras"}
+_LR32 = "lr rounded to float32: Keras's float32 learning-rate variable"
+_OPMATH = "float32 arithmetic, results stored in the parameters' dtype: PyTorch fused=True (opmath)"
+
+
+def _with(conv: Convention, label_extra: dict, description: str, **changes) -> Convention:
+    opt = dataclasses.replace(conv.optimizer, **changes)
+    shown = ", ".join(f"{k}={v}" for k, v in label_extra.items())
+    label = conv.label[:-1] + ("" if conv.label.endswith("()") else ", ") + shown + ")"
+    return Convention(label, f"{conv.description}; {description}", opt)
+
+
+def scalar_variants(conv: Convention) -> list[Convention]:
+    """The precision conventions of a wide (float64) run: ``conv`` with its scalars in float32,
+    with beta^t from float32 betas, and with lr rounded to float32, alone and together."""
+    opt = conv.optimizer
+    if not isinstance(opt, Adam):
+        return []
+    lr = opt.lr
+    lr32 = float(__import__("numpy").float32(lr)) if isinstance(lr, float) else lr
+    out = []
+    for scalars in ("float32", "float32_beta_powers"):
+        out.append(_with(conv, {"scalars": repr(scalars)}, _SCALARS[scalars], scalars=scalars))
+    if isinstance(lr, float) and lr32 != lr:
+        out.append(_with(conv, {"lr": f"float32({lr!r})"}, _LR32, lr=lr32))
+        out.append(_with(conv, {"lr": f"float32({lr!r})", "scalars": "'float32_beta_powers'"},
+                         f"{_LR32}; {_SCALARS['float32_beta_powers']}", lr=lr32, scalars="float32_beta_powers"))
+    return out
+
+
+def compute_variants(conventions: list[Convention]) -> list[Convention]:
+    """Every convention again with float32 arithmetic (for float16 and bfloat16 runs)."""
+    return [_with(c, {"compute_dtype": "'float32'"}, _OPMATH, compute_dtype="float32")
+            for c in conventions if isinstance(c.optimizer, Adam)]

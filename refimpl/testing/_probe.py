@@ -34,15 +34,21 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
     * ``w[1, 2]``: zero for 10 steps, then noise (zero gradients still decay the moments);
     * ``b``: a small drift, and noise with a spike every 17 steps (AMSGrad's memory).
 
-    The parameters are of order 1, so weight decay (L2, decoupled, lr-coupled or not) shows.
+    The parameters are of order 1, so weight decay (L2, decoupled, lr-coupled or not) shows,
+    except ``w[1, 0]`` and ``w[1, 1]``, which start at 0: there an L2 penalty cannot hide the
+    tiny gradients at the first step, so epsilon's placement shows even with weight decay.
+
+    ``dtype`` (``"float64"``, ``"float32"``, ``"float16"``, or ``"bfloat16"`` through
+    ``ml_dtypes``): every value is exact in float32 and float64; in the narrower formats the
+    values are rounded to the format (in float16 the gradients near epsilon underflow to 0, so
+    epsilon's placement is invisible there).
     """
+    from ._run import resolve_dtype
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive int")
-    dt = np.dtype(dtype)
-    if not np.issubdtype(dt, np.floating):
-        raise ValueError(f"dtype={dtype!r} must be a floating dtype")
+    dt = resolve_dtype(dtype)
     noise = lcg_uniforms(8 * steps, seed)
-    params = {"w": np.array([[0.5, -1.5, 2.0], [-0.75, 1.25, -3.0]], dtype=dt), "b": np.array([1.0, -0.5], dtype=dt)}
+    params = {"w": np.array([[0.5, -1.5, 2.0], [0.0, 0.0, -3.0]], dtype=dt), "b": np.array([1.0, -0.5], dtype=dt)}
     grads = []
     for t in range(1, steps + 1):
         n = noise[8 * (t - 1): 8 * t]

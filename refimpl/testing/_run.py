@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._core import _SINGLE, Optimizer, _describe, _is_array, _name
+from .._core import _SINGLE, Optimizer, _describe, _is_array, _name, is_extension_float
 from ..backend import to_numpy
 
 __all__ = ["CandidateError", "Inputs", "prepare", "run", "check_candidate"]
@@ -90,7 +90,7 @@ def prepare(params, grads, steps, *, default_steps: int = 100) -> Inputs:
     p = _flat_numpy(params, "params")
     dtypes = {x.dtype for x in p.values()}
     for key, x in p.items():
-        if not np.issubdtype(x.dtype, np.floating):
+        if not is_float_dtype(x.dtype):
             raise TypeError(f"{_name('params', key)} must have a real floating dtype, got {_describe(x)}")
     if len(dtypes) > 1:
         raise TypeError(f"params mix dtypes {sorted(str(d) for d in dtypes)}; give one floating dtype")
@@ -107,6 +107,28 @@ def prepare(params, grads, steps, *, default_steps: int = 100) -> Inputs:
     for t, g in enumerate(stream[:steps], start=1):
         _check_like(g, p, f"grads[{t - 1}]")
     return Inputs(p, stream[:steps], None, int(steps), dtype)
+
+
+def is_float_dtype(dtype) -> bool:
+    """A real floating NumPy dtype, ml_dtypes' bfloat16 included."""
+    return np.issubdtype(dtype, np.floating) or is_extension_float(dtype)
+
+
+def resolve_dtype(dtype, arg: str = "dtype") -> np.dtype:
+    """``"float32"``, ``np.float16``, ``"bfloat16"`` (through ml_dtypes) ... as a NumPy dtype."""
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ImportError("dtype='bfloat16' needs the ml_dtypes package: pip install 'refimpl[bfloat16]'") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{arg}={dtype!r} is not a dtype; give 'float64', 'float32', 'float16' or 'bfloat16'") from None
+    if not is_float_dtype(dt):
+        raise ValueError(f"{arg}={dtype!r} must be a floating dtype ('float64', 'float32', 'float16' or 'bfloat16')")
+    return dt
 
 
 def _gradient_stream(grads, p: dict) -> list:
@@ -218,13 +240,26 @@ def run(candidate, inputs: Inputs, *, who: str = "the candidate") -> dict:
         new, state = out
         try:
             flat = _flat_numpy(new, "params")
+            _check_dtype(flat, params, who, t)
             _check_like(flat, params, "params", exc=TypeError)
         except (TypeError, ValueError) as e:
             raise CandidateError(f"{who} returned unusable params at step {t}: {e}") from None
+        except CandidateError:
+            raise
         params = flat
         for k, x in params.items():
             record[k][t] = x
     return record
+
+
+def _check_dtype(flat: dict, params: dict, who: str, t: int) -> None:
+    for key, x in flat.items():
+        want = params[key].dtype if key in params else None
+        if want is not None and x.dtype != want:
+            raise CandidateError(
+                f"{who} returned {_name('params', key)} as {x.dtype} at step {t}, for {want} inputs: it computes "
+                f"in {x.dtype}. Compare it in its own dtype, diagnose(candidate, dtype='{x.dtype}') or "
+                f"probe(dtype='{x.dtype}'), or make it return {want}")
 
 
 def _gradient_at(inputs: Inputs, params: dict, t: int, who: str) -> dict:
