@@ -571,14 +571,18 @@ def test_defossez_recursion_is_a_refimpl_configuration(G, beta1, beta2, alpha, e
     # first-moment recursions differ from W_n by <= 4nu sum beta1^(n-i)|g_i| (4 roundings a step,
     # damped by beta1), the v's by 5nu v_n (nonnegative terms), the step sizes by the relative
     # errors of 1 - beta2^n and a few roundings. Scale: alpha_n (1 - beta1) |W|_abs / sqrt(eps + v_n).
+    # In the subnormal range a rounding errs by up to 2^-1075 absolutely, not relatively: the 4n such
+    # errors of the first-moment recursion reach the step through alpha_n (1 - beta1) / sqrt(eps + v_n),
+    # and the step's own few roundings (it may be subnormal itself) add 8 more.
     absW = np.zeros(G.shape[1])
     v = np.zeros(G.shape[1])
     for n, g in enumerate(G, start=1):
         absW = beta1 * absW + np.abs(g)
         v = beta2 * v + g * g
-        scale = alpha * (1 - beta1) * math.sqrt((1 - beta2**n) / (1 - beta2)) * absW / np.sqrt(eps + v)
+        gain = alpha * (1 - beta1) * math.sqrt((1 - beta2**n) / (1 - beta2)) / np.sqrt(eps + v)
         rel = (8 * n + 16) * U + bias_correction_rel_err(beta2, n)
-        assert np.all(np.abs(mine[n - 1] - theirs[n - 1]) <= 2 * rel * scale)
+        subnormal = (4 * n * gain + 8) * 2.0**-1075
+        assert np.all(np.abs(mine[n - 1] - theirs[n - 1]) <= 2 * (rel * gain * absW + subnormal))
 
 
 def logistic_problem(seed=2022, n=200, d=5):
