@@ -230,29 +230,32 @@ class Adam(Optimizer):
         return {"m": shape, "v": shape, "v_max": shape if self.amsgrad else None}
 
     def _update(self, p, g, s, t, xp):
-        h = {name: getattr(self, name) for name in ("beta2", "eps", "eps_root", "weight_decay")}
-        h.update(lr=self._resolve("lr", t, NONNEGATIVE, p), beta1=self._resolve("beta1", t, UNIT, p),
-                 beta1_bc=self._resolve("beta1", 1, UNIT, p))
-        if self.scalars == "float32":
-            h = {name: _precision.to_float32(value, xp) for name, value in h.items()}
+        lr = self._resolve("lr", t, NONNEGATIVE, p)
+        beta1 = self._resolve("beta1", t, UNIT, p)
+        beta1_bc = self._resolve("beta1", 1, UNIT, p)
+        beta2, eps, eps_root, weight_decay = self.beta2, self.eps, self.eps_root, self.weight_decay
+        if self.scalars == "float32":  # TF1, tinygrad: every hyperparameter a float32 number
+            lr, beta1, beta1_bc, beta2, eps, eps_root, weight_decay = (
+                _precision.to_float32(h, xp) for h in (lr, beta1, beta1_bc, beta2, eps, eps_root, weight_decay))
         tau = t + self.t_offset
-        powers = _precision.beta_powers(self.scalars, h["beta1_bc"], h["beta2"], tau)
+        powers = _precision.beta_powers(self.scalars, beta1_bc, beta2, tau)  # None: Python's power
         new_p, new_s = {}, {"m": {}, "v": {}, "v_max": {} if self.amsgrad else None}
         for key, stored in p.items():
-            v_max = s["v_max"][key] if self.amsgrad else None
-            theta, grad, m, v, v_max = _precision.compute_in(
-                self.compute_dtype, [stored, g[key], s["m"][key], s["v"][key], v_max], xp)
-            c = lambda x: cast_like(x, theta, xp)  # noqa: E731 - hyperparameters in the arithmetic's dtype
+            arrays = stored, g[key], s["m"][key], s["v"][key], s["v_max"][key] if self.amsgrad else None
+            if self.compute_dtype is not None:  # torch fused's opmath: compute in float32, store back
+                arrays = _precision.compute_in(self.compute_dtype, arrays, xp)
+            theta = arrays[0]
+            c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in the arithmetic's dtype
             results = adam_update(
-                theta, grad, m, v, v_max, t=tau, lr=c(h["lr"]), beta1=c(h["beta1"]), beta2=c(h["beta2"]),
-                eps=c(h["eps"]), eps_root=c(h["eps_root"]), eps_hat=self.eps_hat,
-                bias_correction=self.bias_correction, beta1_bc=c(h["beta1_bc"]),
-                beta_powers=None if powers is None else tuple(map(c, powers)), amsgrad=self.amsgrad,
-                amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(h["weight_decay"]),
+                *arrays, t=tau, lr=c(lr), beta1=c(beta1), beta2=c(beta2), eps=c(eps), eps_root=c(eps_root),
+                eps_hat=self.eps_hat, bias_correction=self.bias_correction, beta1_bc=c(beta1_bc),
+                beta_powers=None if powers is None else (c(powers[0]), c(powers[1])), amsgrad=self.amsgrad,
+                amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(weight_decay),
                 decoupled_weight_decay=self.decoupled_weight_decay,
                 couple_weight_decay=self.couple_weight_decay, xp=xp)
-            theta, m, v, v_max = _precision.store_as(self.compute_dtype, results, stored, xp)
-            new_p[key], new_s["m"][key], new_s["v"][key] = theta, m, v
+            if self.compute_dtype is not None:
+                results = _precision.store_as(self.compute_dtype, results, stored, xp)
+            new_p[key], new_s["m"][key], new_s["v"][key], v_max = results
             if self.amsgrad:
                 new_s["v_max"][key] = v_max
         return new_p, new_s
