@@ -126,6 +126,12 @@ def _script(text: str, table: dict[str, str], mark: str) -> str:
     return f"{mark}{text}" if len(plain) == 1 else f"{mark}({text})"
 
 
+def _atom(text: str) -> str:
+    """``text`` as it can stand after √ or around /: one symbol with its marks, or in parentheses."""
+    symbol = r"[\w.′ᵀ⁰¹²³⁴-⁹⁺⁻ᵃ-ᶻ₀-₉₊₋ₐ-ₜ\u0300-\u036f\u20d7]+"
+    return text if re.fullmatch(symbol, text) else f"({text})"
+
+
 def tex_to_text(tex: str) -> str:
     """A TeX formula as readable Unicode text, for search snippets: ``\\hat m_t`` → ``m̂ₜ``.
 
@@ -147,14 +153,10 @@ def tex_to_text(tex: str) -> str:
             elif name in ("frac", "dfrac", "tfrac"):
                 num, i = _group(tex, i)
                 den, i = _group(tex, i)
-                num, den = tex_to_text(num), tex_to_text(den)
-                wrap = (lambda s: s if re.fullmatch(r"[\w\u0300-\u036f₀-₟ᵀ⁰-⁹′.]+", s)
-                        else f"({s})")
-                out.append(f"{wrap(num)}/{wrap(den)}")
+                out.append(f"{_atom(tex_to_text(num))}/{_atom(tex_to_text(den))}")
             elif name == "sqrt":
                 arg, i = _group(tex, i)
-                arg = tex_to_text(arg)
-                out.append(f"√{arg}" if len(arg) == 1 else f"√({arg})")
+                out.append(f"√{_atom(tex_to_text(arg))}")
             elif name in _ACCENTS:
                 arg, i = _group(tex, i)
                 arg = tex_to_text(arg)
@@ -204,15 +206,18 @@ class _MainText(HTMLParser):
     """The main content of a built page, reduced to its text and the elements that carry an id.
 
     Sphinx's search page shows, under each hit, the text around the hit in the page's main
-    content (``[role=main]``, or the element with the hit's anchor as id). This keeps exactly what
-    that lookup needs, with each formula replaced by :func:`tex_to_text`.
+    content (``[role=main]``, or the element with the hit's anchor as id). This keeps what that
+    lookup needs, with each formula replaced by :func:`tex_to_text`. Of the theme's main
+    element it keeps the article only (``article.bd-article``), not the page's buttons, its
+    table of contents or the links to the next page.
     """
 
     VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
             "source", "track", "wbr"}
 
-    def __init__(self):
+    def __init__(self, root: str = "article"):
         super().__init__(convert_charrefs=True)
+        self.root = root
         self.parts: list[str] = []
         self.stack: list[tuple[str, str]] = []  # (tag, what closes it in the output)
         self.in_main = 0
@@ -226,7 +231,8 @@ class _MainText(HTMLParser):
         classes = (attrs.get("class") or "").split()
         close = ""
         if not self.in_main:
-            if attrs.get("role") == "main":
+            if (attrs.get("role") == "main" if self.root == "main"
+                    else tag == "article" and "bd-article" in classes):
                 self.in_main = 1
                 self.parts.append('<div role="main">')
                 close = "</div>"
@@ -249,8 +255,8 @@ class _MainText(HTMLParser):
             if close == "skip":
                 self.skip -= 1
             elif close == "math":
-                self.parts.append(" " + html.escape(tex_to_text(_strip_delimiters(
-                    "".join(self.math)))) + " ")
+                self.parts.append(html.escape(tex_to_text(_strip_delimiters(
+                    "".join(self.math)))))
                 self.math = None
             elif close:
                 self.parts.append(close)
@@ -272,7 +278,7 @@ class _MainText(HTMLParser):
 
 
 def page_search_text(page_html: str) -> str:
-    parser = _MainText()
+    parser = _MainText("article" if 'class="bd-article"' in page_html else "main")
     parser.feed(page_html)
     parser.close()
     return parser.text()
@@ -325,13 +331,20 @@ def write_notebook(source: Path, target: Path) -> None:
 
 
 def _page_downloads(app, pagename, templatename, context, doctree):
-    """Runs before the theme builds its download menu: the chapter as a notebook."""
-    if app.builder.format != "html" or pagename not in app.env.found_docs:
-        return
-    if _is_notebook(app, pagename):
-        target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
-        write_notebook(Path(app.env.doc2path(pagename)), target)
+    """Runs before the theme builds its download menu: offer the chapter as a notebook."""
+    if app.builder.format == "html" and pagename in app.env.found_docs and _is_notebook(
+            app, pagename):
         context["ipynb_source"] = f"{pagename}.ipynb"
+
+
+def _write_notebooks(app, exception):
+    """After an HTML build: every chapter as a notebook, where its download menu points."""
+    if exception or app.builder.format != "html":
+        return
+    for docname in sorted(app.env.found_docs):
+        if _is_notebook(app, docname):
+            write_notebook(Path(app.env.doc2path(docname)),
+                           Path(app.outdir) / "_sources" / f"{docname}.ipynb")
 
 
 def _pdf_in_menu(app, pagename, templatename, context, doctree):
@@ -346,6 +359,15 @@ def _pdf_in_menu(app, pagename, templatename, context, doctree):
                 "icon": "fas fa-book",
                 "label": "download-book-pdf-button",
             })
+
+
+def _citation_outdated(app, env, added, changed, removed):
+    """Re-read the pages that show the repository's address when the address changed."""
+    url = repository_url()
+    if getattr(env, "refimpl_repository_url", None) == url:
+        return []
+    env.refimpl_repository_url = url
+    return sorted(getattr(env, "refimpl_citation_docs", set()) & env.found_docs)
 
 
 def _repository(app, config):
@@ -388,6 +410,9 @@ def _citation_directive():
 
         def run(self):
             self.env.note_dependency(str(ROOT / "CITATION.cff"))
+            if not hasattr(self.env, "refimpl_citation_docs"):
+                self.env.refimpl_citation_docs = set()
+            self.env.refimpl_citation_docs.add(self.env.docname)
             cff, url = citation(), repository_url()
             authors = ", ".join(a.get("name") or a.get("family-names") for a in cff["authors"])
             sentence = f"{authors}. {cff['title']}, version {cff['version']}."
@@ -493,8 +518,10 @@ def setup(app):
                  latex=(_visit_proof_latex, None))
 
     app.add_directive("citation", _citation_directive())
+    app.connect("env-get-outdated", _citation_outdated)
     app.connect("html-page-context", _page_downloads, priority=450)
     app.connect("html-page-context", _pdf_in_menu, priority=600)
     app.connect("html-page-context", _search_page_scripts)
     app.connect("build-finished", _write_search_pages)
+    app.connect("build-finished", _write_notebooks)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
