@@ -203,6 +203,20 @@ def test_the_search_check_catches_raw_tex(server):
         page.unlink()
 
 
+@pytest.mark.parametrize("page", ["index.html", "book/adam.html", "book/cite.html"])
+def test_pages_render_from_the_static_server(server, page):
+    """tests/test_render.py opens every page from file://; here a few come from the server:
+    the landing page's redirect is followed and the formulas are typeset."""
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+                              f"{server}/{page}"], capture_output=True, text=True,
+                             timeout=300).stdout
+    assert "bd-article" in dom, f"{page} did not load"
+    assert "<mjx-merror" not in dom
+    if page != "book/cite.html":
+        assert dom.count("<mjx-container") > 0, f"{page}: no formula typeset"
+
+
 # --------------------------------------------------------------------------------------------
 # Formulas as text
 # --------------------------------------------------------------------------------------------
