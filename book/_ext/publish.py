@@ -472,7 +472,7 @@ def latex_math(tex: str) -> str:
         lambda m: m[1] + re.sub(r"(?<!\\)_", r"\\_", m[2]) + m[3], tex)
 
 
-def _latex_transform():
+def _latex_transforms():
     from docutils import nodes
     from sphinx.transforms.post_transforms import SphinxPostTransform
 
@@ -488,7 +488,26 @@ def _latex_transform():
                 if fixed != text:
                     node.children = [nodes.Text(fixed)]
 
-    return LatexMath
+    class DropEmptySections(SphinxPostTransform):
+        """A section left empty in the PDF: a chapter's "References", whose citations LaTeX
+        prints as footnotes where they are cited. Runs after Sphinx moved the footnotes there."""
+
+        default_priority = 900
+        formats = ("latex",)
+
+        def run(self):
+            def renders_nothing(node):
+                if isinstance(node, (nodes.target, nodes.footnote)):
+                    return True
+                return (isinstance(node, nodes.container) and not node.astext().strip()
+                        and all(renders_nothing(c) for c in node.children))
+
+            for section in list(self.document.findall(nodes.section)):
+                body = [c for c in section.children if not isinstance(c, nodes.title)]
+                if all(renders_nothing(c) for c in body):
+                    section.parent.remove(section)
+
+    return LatexMath, DropEmptySections
 
 
 def _visit_proof_latex(self, node):
@@ -513,7 +532,8 @@ def setup(app):
     app.connect("config-inited", _latex_class, priority=900)
     app.connect("config-inited", _repository, priority=900)
     app.connect("builder-inited", _keep_numbering, priority=900)
-    app.add_post_transform(_latex_transform())
+    for transform in _latex_transforms():
+        app.add_post_transform(transform)
     app.add_node(proof_node, override=True, html=(visit_proof_node, depart_proof_node),
                  latex=(_visit_proof_latex, None))
 
