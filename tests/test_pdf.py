@@ -6,8 +6,8 @@
   in the log, no character missing from a font;
 * every figure of the website is in it (as many images as the chapters' cell outputs show);
 * nothing runs into the margin: no ink outside the text block on any page (each page rendered,
-  the text block found from the rule under its running head or over its foot), and no
-  overfull line of a display or of code in the log;
+  the text block found from the rule under its running head or over its foot), no overfull
+  line of a display or of code in the log, and no box pushed over the foot of a page;
 * each theorem, proposition, lemma and corollary lists the tests that verify it.
 
 The PDF must be built first (``make pdf``; ``make test`` builds it). Outside ``make test`` the
@@ -195,6 +195,16 @@ def test_no_display_or_code_line_too_wide(log):
     wide = [(float(m[1]), m[2]) for m in re.finditer(
         r"^Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\) detected at line (\d+)", log, re.M)]
     assert [(pt, line) for pt, line in wide if pt > 1.0] == []
+
+
+def test_no_page_runs_over_its_foot(log):
+    """A box that cannot break (a table, boxed code) pushed below the text block: LaTeX's log
+    says by how much. 5 pt is a sixth of the gap to the running foot; a few boxes end 1-3 pt
+    low, which no reader sees."""
+    tall = [(float(m[1]), m[2]) for m in re.finditer(
+        r"^Overfull \\vbox \((\d+(?:\.\d+)?)pt too high\) (?:detected at line (\d+)|has occurred "
+        r"while \\output is active)", log, re.M)]
+    assert [(pt, line) for pt, line in tall if pt > 5.0] == []
 
 
 def test_every_claim_lists_its_tests(pages):

@@ -507,7 +507,60 @@ def _latex_transforms():
                 if all(renders_nothing(c) for c in body):
                     section.parent.remove(section)
 
-    return LatexMath, DropEmptySections
+    class LongTables(SphinxPostTransform):
+        """A table of more than a dozen rows may break across pages in the PDF (longtable);
+        a tabulary that does not fit on its page runs over the page's foot. A longtable does
+        not size its columns by their content, so this does: each column gets its longest word,
+        and the rest of the line is shared in proportion to the columns' longest cells."""
+
+        default_priority = 200
+        formats = ("latex",)
+        LINE = 90  # characters of the body font in one line of the PDF, about (6 of a column's
+        # share go to its padding)
+
+        def run(self):
+            for table in self.document.findall(nodes.table):
+                rows = list(table.findall(nodes.row))
+                if len(rows) <= 12 or "longtable" in table["classes"]:
+                    continue
+                table["classes"].append("longtable")
+                for tgroup in table.findall(nodes.tgroup):
+                    colspecs = list(tgroup.findall(nodes.colspec))
+                    word, cell = [3] * len(colspecs), [3] * len(colspecs)
+                    for row in tgroup.findall(nodes.row):
+                        for j, entry in enumerate(row.findall(nodes.entry)):
+                            if j < len(colspecs):
+                                text = entry.astext()
+                                word[j] = max(word[j], *(min(len(w), 20) + 6
+                                                         for w in text.split() or [""]))
+                                cell[j] = max(cell[j], len(text))
+                    spare = max(self.LINE - sum(word), 0)
+                    wants = [max(c - w, 0) for c, w in zip(cell, word)]
+                    for colspec, w, want in zip(colspecs, word, wants):
+                        colspec["colwidth"] = w + round(spare * want / max(sum(wants), 1))
+                if "colwidths-given" not in table["classes"]:
+                    table["classes"].append("colwidths-given")
+
+    class UnboxCode(SphinxPostTransform):
+        """An admonition that holds code is set without a box in the PDF. LaTeX cannot break
+        code inside a boxed admonition across pages: near the foot of a page the box runs over
+        it. Its title stays, in bold, above its content."""
+
+        default_priority = 200
+        formats = ("latex",)
+
+        def run(self):
+            for box in list(self.document.findall(nodes.admonition)):
+                if not any(True for _ in box.findall(nodes.literal_block)):
+                    continue
+                title = [c for c in box.children if isinstance(c, nodes.title)]
+                plain = nodes.container(classes=["refimpl-unboxed"])
+                if title:
+                    plain += nodes.paragraph("", "", nodes.strong("", title[0].astext()))
+                plain.extend(c for c in box.children if not isinstance(c, nodes.title))
+                box.replace_self(plain)
+
+    return LatexMath, DropEmptySections, LongTables, UnboxCode
 
 
 def _visit_proof_latex(self, node):
