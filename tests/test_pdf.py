@@ -37,6 +37,7 @@ REQUIRED = bool(os.environ.get("REFIMPL_REQUIRE_BOOK"))
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import claims  # noqa: E402  (book/_ext/claims.py)
+import latexpdf  # noqa: E402  (book/_ext/latexpdf.py)
 
 #: Pages are checked at 50 dpi. Ink more than 3 px (1.5 mm, 4.3 pt) outside the text block
 #: counts as running into the margin: Sphinx draws the frame of a code box 3.4 pt outside the
@@ -132,9 +133,25 @@ def test_every_figure_is_in_the_pdf(pdf):
     assert len(images) == html, f"{len(images)} images in the PDF, {html} on the website"
 
 
-def test_no_figure_printed_as_text(pages):
-    """A figure that LaTeX cannot include becomes its text form on the page."""
-    assert [i + 1 for i, p in enumerate(pages) if "<Figure size" in p] == []
+#: What an output looks like when LaTeX cannot show it (a figure only in SVG, a table only in
+#: HTML) and myst-nb falls back to the object's text form.
+REPR = re.compile(r"<Figure size|<IPython\.core\.display\.\w+ object>|<[\w.]+ object at 0x")
+
+
+def test_no_output_printed_as_its_repr(pages):
+    assert [(i + 1, m[0]) for i, p in enumerate(pages) for m in REPR.finditer(p)] == []
+
+
+def test_html_table_becomes_a_table_with_formulas():
+    """What book/_ext/latexpdf.py makes of a table that a cell displays as HTML."""
+    table = latexpdf.html_table_node(
+        "<table><thead><tr><th>T</th><th>a<sub>T</sub></th></tr></thead>"
+        "<tbody><tr><td>10</td><td>&Gamma;<sup>2</sup> &le; 1</td></tr></tbody></table>")
+    head, body = table.findall(lambda n: n.tagname in ("thead", "tbody"))
+    assert head.astext().split() == ["T", "a_{T}"]
+    formulas = [m.astext() for m in table.findall(lambda n: n.tagname == "math")]
+    assert formulas == ["a_{T}", "Γ^{2}"]
+    assert " ".join(body.astext().split()) == "10 Γ^{2} ≤ 1"
 
 
 def read_pgm(path: Path) -> np.ndarray:

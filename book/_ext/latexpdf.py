@@ -7,7 +7,9 @@
 * underscores in the text-mode parts of formulas (``\\texttt{bn_softmax}``) escaped;
 * no empty "References" sections (the citations are footnotes in the PDF);
 * long tables that break across pages, with columns sized by their content;
-* admonitions that hold code set without a box, since boxed code cannot break across pages.
+* admonitions that hold code set without a box, since boxed code cannot break across pages;
+* tables that a cell displays as HTML typeset as tables (LaTeX cannot show HTML; myst-nb would
+  print the object's repr, ``<IPython.core.display.HTML object>``).
 
 The LaTeX preamble (fonts, \\setminus, multi-column displays, breakable test names in inline
 code) is in ``_config.yml`` under ``latex_elements``.
@@ -16,6 +18,7 @@ code) is in ``_config.yml`` under ``latex_elements``.
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 LATEX = Path(__file__).resolve().parents[1] / "_latex"
@@ -144,7 +147,111 @@ def _latex_transforms():
                 plain.extend(c for c in box.children if not isinstance(c, nodes.title))
                 box.replace_self(plain)
 
-    return LatexMath, DropEmptySections, LongTables, UnboxCode
+    class HtmlTables(SphinxPostTransform):
+        """Runs before myst-nb picks a cell output's format for LaTeX (priority 4): an output
+        that is only HTML (no image, no LaTeX) and holds a table becomes that table."""
+
+        default_priority = 3
+        formats = ("latex",)
+        TYPESET = {"application/pdf", "image/png", "image/jpeg", "text/latex", "text/markdown"}
+
+        def run(self):
+            for bundle in list(self.document.findall(nodes.container)):
+                if bundle.get("nb_element") != "mime_bundle":
+                    continue
+                kinds = {child.get("mime_type"): child for child in bundle.children}
+                if "text/html" not in kinds or kinds.keys() & self.TYPESET:
+                    continue
+                source = "".join(raw.astext() for raw in kinds["text/html"].findall(nodes.raw))
+                table = html_table_node(source) if "<table" in source else None
+                if table is not None:
+                    bundle.replace_self(table)
+
+    return LatexMath, DropEmptySections, LongTables, UnboxCode, HtmlTables
+
+
+_TEX_SPECIAL = re.compile(r"([\\{}%&#$_^~])")
+
+
+class HtmlTable(HTMLParser):
+    """The rows of an HTML table: ``[(is_header, [cell])]``, each cell a list of ``("text", s)``
+    and ``("math", tex)`` pieces. ``x<sub>t</sub>`` becomes the formula ``x_{t}`` (the word
+    before the subscript goes into it), so that it is typeset as mathematics."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows: list[tuple[bool, list[list[tuple[str, str]]]]] = []
+        self.cell: list[tuple[str, str]] | None = None
+        self.script: tuple[str, list[str]] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append((False, []))
+        elif tag in ("td", "th") and self.rows:
+            self.cell = []
+            if tag == "th":
+                self.rows[-1] = (True, self.rows[-1][1])
+        elif tag in ("sub", "sup") and self.cell is not None:
+            self.script = (tag, [])
+
+    def handle_endtag(self, tag):
+        if tag in ("sub", "sup") and self.script:
+            kind, chars = self.script
+            self.script = None
+            base = ""
+            if self.cell and self.cell[-1][0] == "text":
+                text = self.cell[-1][1]
+                word = re.search(r"\S+$", text)
+                if word:
+                    base = word[0]
+                    self.cell[-1] = ("text", text[: word.start()])
+            elif self.cell and self.cell[-1][0] == "math":
+                base = "{" + self.cell.pop()[1] + "}"
+            script = _TEX_SPECIAL.sub(r"\\\1", "".join(chars).strip())
+            base = base if base.startswith("{") else _TEX_SPECIAL.sub(r"\\\1", base)
+            self.cell.append(("math", f"{base}{'_' if kind == 'sub' else '^'}{{{script}}}"))
+        elif tag in ("td", "th") and self.cell is not None:
+            self.rows[-1][1].append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.script:
+            self.script[1].append(data)
+        elif self.cell is not None:
+            if self.cell and self.cell[-1][0] == "text":
+                self.cell[-1] = ("text", self.cell[-1][1] + data)
+            else:
+                self.cell.append(("text", data))
+
+
+def html_table_node(source: str):
+    """A docutils table with the rows of the HTML table in ``source``; None if it has none."""
+    from docutils import nodes
+
+    parser = HtmlTable()
+    parser.feed(source)
+    rows = [r for r in parser.rows if r[1]]
+    if not rows:
+        return None
+    width = max(len(cells) for _, cells in rows)
+    table = nodes.table(classes=["refimpl-html-table"])
+    group = nodes.tgroup(cols=width)
+    table += group
+    group.extend(nodes.colspec(colwidth=1) for _ in range(width))
+    head, body = nodes.thead(), nodes.tbody()
+    for header, cells in rows:
+        row = nodes.row()
+        for pieces in cells + [[]] * (width - len(cells)):
+            para = nodes.paragraph()
+            for kind, text in pieces:
+                para += nodes.math(text, text) if kind == "math" else nodes.Text(
+                    " ".join(text.split()) if text.strip() else text)
+            row += nodes.entry("", para)
+        (head if header and not len(body) else body).append(row)
+    if len(head):
+        group += head
+    group += body
+    return table
 
 
 def _visit_proof_latex(self, node):
