@@ -245,7 +245,7 @@ def html_table_node(source: str):
             para = nodes.paragraph()
             for kind, text in pieces:
                 para += nodes.math(text, text) if kind == "math" else nodes.Text(
-                    " ".join(text.split()) if text.strip() else text)
+                    re.sub(r"\s+", " ", text))
             row += nodes.entry("", para)
         (head if header and not len(body) else body).append(row)
     if len(head):
