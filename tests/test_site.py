@@ -237,6 +237,19 @@ def test_tex_to_text(tex, text):
     assert publish.tex_to_text(tex) == text
 
 
+def test_page_text_keeps_the_article_its_anchors_and_readable_formulas():
+    page = """<html><body><nav>Site navigation</nav>
+    <main role="main"><div class="article-header-buttons">.md .pdf</div>
+    <article class="bd-article"><section id="bias-correction"><h2>Bias correction
+    <a class="headerlink" href="#bias-correction">#</a></h2>
+    <p>Because <span class="math notranslate">\\(m_0 = v_0 = 0\\)</span>, the averages start low.
+    <img src="x.png"></p><script>var x = 1;</script></section></article>
+    <footer>Copyright</footer></main></body></html>"""
+    assert publish.page_search_text(page) == (
+        '<div role="main"><div id="bias-correction">Bias correction Because m₀ = v₀ = 0, '
+        "the averages start low. </div></div>")
+
+
 def test_every_formula_of_the_book_reads_without_backslashes():
     """Every formula on every built page, as search snippets show it: no TeX command left."""
     _need("the book is not built: run `make book`", (HTML / "search.html").exists())

@@ -233,7 +233,7 @@ class _MainText(HTMLParser):
                     else tag == "article" and "bd-article" in classes):
                 self.in_main = 1
                 self.parts.append('<div role="main">')
-                close = "</div>"
+                close = "root"
         elif self.skip or tag in ("script", "style") or "headerlink" in classes:
             self.skip += 1
             close = "skip"
@@ -256,10 +256,11 @@ class _MainText(HTMLParser):
                 self.parts.append(html.escape(tex_to_text(_strip_delimiters(
                     "".join(self.math)))))
                 self.math = None
+            elif close == "root":
+                self.parts.append("</div>")
+                self.in_main = 0
             elif close:
                 self.parts.append(close)
-                if close == "</div>" and not self.stack:
-                    self.in_main = 0
             if open_tag == tag:
                 break
 
