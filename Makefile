@@ -1,16 +1,19 @@
-# Two commands do all the set-up on a fresh machine with only Python and pip (and, for the
-# render check, Debian's apt to install Chromium when it is missing):
+# Two commands do all the set-up on a fresh machine with only Python and pip (and Debian's apt,
+# for Chromium and TeX Live when they are missing):
 #   make book   build the Jupyter Book to _build/html (executes every chapter)
-#   make test   build the book, then run the whole test suite: peers (torch, optax) included,
-#               the render check of every built page in headless Chromium, and the core tests
-#               with the oldest numpy and array-api-compat that pyproject.toml allows (make floors)
-# Both create .venv if it is missing and reuse it afterwards.
+#   make pdf    the book as one PDF, _build/latex/refimpl.pdf, also copied to
+#               _build/html/refimpl.pdf where the website links it
+#   make test   build the book and the PDF, then run the whole test suite: peers (torch,
+#               optax) included, the render check of every built page in headless Chromium,
+#               the website's search, the PDF, two chapters run as notebooks, and the core
+#               tests with the oldest numpy and array-api-compat allowed (make floors)
+# All create .venv if it is missing and reuse it afterwards.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: book test clean browser floors
+.PHONY: book pdf test clean browser tex floors
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -35,8 +38,25 @@ browser:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# REFIMPL_REQUIRE_BOOK turns "book not built" or "no Chromium" into failures instead of skips.
-test: $(VENV)/.stamp-test browser book floors
+# TeX Live for `make pdf`, from Debian's packages (31 with their dependencies: 116 MB to
+# download, 356 MiB installed, about 1.5 minutes):
+# XeLaTeX, the LaTeX packages Sphinx uses, latexmk, the fonts the PDF is set in (FreeSerif,
+# TeX Gyre Termes Math, DejaVu Sans Mono), and poppler-utils (pdftotext, pdftoppm) for its test.
+TEX_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra \
+                texlive-fonts-recommended latexmk fonts-freefont-otf fonts-texgyre-math \
+                fonts-dejavu-core poppler-utils
+tex:
+	@{ command -v xelatex && command -v latexmk && command -v pdftotext && \
+	   kpsewhich fncychap.sty unicode-math.sty && fc-list | grep -q "TeX Gyre Termes Math" && \
+	   fc-list | grep -q FreeSerif && fc-list | grep -q "DejaVu Sans Mono"; } >/dev/null 2>&1 || { \
+	  echo "Installing TeX Live (Debian packages) for the PDF"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(TEX_PACKAGES) >/dev/null; }
+
+# REFIMPL_REQUIRE_BOOK turns "book or PDF not built", "no Chromium" or "no poppler" into
+# failures instead of skips.
+test: $(VENV)/.stamp-test browser book pdf floors
 	REFIMPL_REQUIRE_BOOK=1 $(BIN)/python -m pytest
 
 # The declared floors, proved: a second, small environment with the oldest numpy and
@@ -68,6 +88,13 @@ floors: $(FLOORS)/.stamp
 book: $(VENV)/.stamp-book
 	TQDM_DISABLE=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# The PDF reuses what `make book` read and executed (Sphinx's environment in _build/.doctrees),
+# so it only writes LaTeX and runs XeLaTeX (latexmk: up to three passes).
+pdf: $(VENV)/.stamp-book tex book
+	TQDM_DISABLE=1 $(BIN)/jupyter-book build . --builder pdflatex --warningiserror --keep-going
+	cp _build/latex/refimpl.pdf _build/html/refimpl.pdf
+	@echo "The PDF is at $(CURDIR)/_build/latex/refimpl.pdf"
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis $(FLOORS)
