@@ -167,10 +167,11 @@ def log_text(record: dict) -> list[str]:
 
 
 def cut_displays(record: dict) -> list[str]:
-    """Displays that do not fit: any at 1400 px; at 400 px those that scroll without a cue."""
+    """Displays that do not fit: any at 1400 px; at 400 px those neither shrunk to fit nor
+    scrolling with a cue."""
     return [f"{d['tex']} (needs {d['need']:.0f} px, has {d['room']:.0f})"
             for d in record["overflowing"]
-            if record["width"] >= WIDE or not d["cue"] or d["past_article"]]
+            if record["width"] >= WIDE or not d["mode"] or d["past_article"]]
 
 
 def untypeset_prose(record: dict) -> list[str]:
