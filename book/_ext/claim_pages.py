@@ -165,6 +165,9 @@ def _fill_index(app, doctree, fromdocname):
                 items += nodes.list_item("", para)
             content += [heading, items]
         placeholder.replace_self(content)
+        # The titles carry mathematics, which the page did not have when it was read: tell the
+        # math domain, so that the page loads MathJax.
+        app.env.get_domain("math").data["has_equations"][fromdocname] = True
 
 
 def _merge(app, env, docnames, other):

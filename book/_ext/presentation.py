@@ -10,9 +10,10 @@ configuration needs no entry of its own.
   with a visible cue (a shadow at the edge that hides the rest).
 * One print-out is one box: consecutive stdout (or stderr) outputs of a cell are merged
   (myst-nb's ``nb_merge_streams``), whatever the cell's flushes.
-* sphinx-thebe registers its configuration script once per read phase, and Jupyter Book has
-  two, so every page declared ``const THEBE_JS_URL`` twice and logged a JavaScript error. Each
-  inline script is now written once per page.
+* sphinx-thebe's inline configuration script reaches the page twice (once from Sphinx's registry
+  of assets, with the file name ``""``, once from the builder, with ``None``), so every page
+  declared ``const THEBE_JS_URL`` twice and logged a JavaScript error. Each inline script is now
+  written once per page.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
         return
     seen, unique = set(), []
     for script in scripts:
-        # the same script at two priorities is still the same script
-        key = (str(getattr(script, "filename", script)),
+        # An inline script has the file name None when it comes from the builder and "" when it
+        # comes from the registry: the same script, whatever its priority.
+        key = (str(getattr(script, "filename", script) or ""),
                tuple(sorted(getattr(script, "attributes", {}).items())))
         if key in seen:
             continue
