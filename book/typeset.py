@@ -5,7 +5,7 @@ part of `refimpl`:
 
 * ``tex(x, spec)`` formats a number as LaTeX, so that ``1.0e+06`` reads ``1.0 \\times 10^{6}``;
 * ``glue_math(name, x, spec)`` stores such a number for the prose, where ``{glue}`name``` shows it
-  as inline mathematics;
+  as inline mathematics, and ``glue_label(name, label)`` a label that mixes text and ``$...$``;
 * ``table(header, rows)`` makes a Markdown table whose cells may hold ``$...$`` mathematics;
 * ``setup_figures()`` makes matplotlib draw vector graphics (SVG) with fonts that stay readable
   once the figure is fitted to the page.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["tex", "glue_math", "table", "setup_figures", "FIGURE_WIDTH", "WIDE_FIGURE_WIDTH"]
+__all__ = ["tex", "glue_math", "glue_label", "table", "setup_figures", "FIGURE_WIDTH", "WIDE_FIGURE_WIDTH"]
 
 #: Width in inches of a one-panel figure, and of a figure with two or three panels side by side.
 #: The page's text column is about 730 CSS pixels wide, and an SVG is shown at 96 pixels per inch:
@@ -72,6 +72,17 @@ def glue_math(name: str, x, spec: str = ".2g") -> None:
     from myst_nb import glue
 
     glue(name, _Math(tex(x, spec), format(x, spec)), display=False)
+
+
+def glue_label(name: str, label: str) -> None:
+    """Store a label that mixes text and ``$...$`` mathematics, for ``{glue}`name``` in prose."""
+    from myst_nb import glue
+
+    parts = label.split("$")
+    if len(parts) % 2 == 0:
+        raise ValueError(f"glue_label: unbalanced $ in {label!r}")
+    latex = "".join(p if i % 2 else (rf"\text{{{p}}}" if p else "") for i, p in enumerate(parts))
+    glue(name, _Math(latex, label.replace("$", "")), display=False)
 
 
 def table(header: list[str], rows: list[list], align: str | None = None):
