@@ -183,11 +183,14 @@ def untypeset_prose(record: dict) -> list[str]:
 
 
 def blurry_figures(record: dict) -> list[str]:
+    """Bitmaps with fewer than two pixels per displayed pixel; at 1400 px, also figures whose
+    smallest text is below MIN_FONT_PX (a phone reader zooms instead)."""
     out = []
     for f in record["figures"]:
         if not f["svg"] and f["natural"] < 1.9 * f["shown"]:
             out.append(f"{f['src']}: a bitmap of {f['natural']} px shown at {f['shown']} px")
-        elif f["svg"] and f["font_px"] is not None and f["font_px"] < MIN_FONT_PX:
+        elif (f["svg"] and record["width"] >= WIDE and f["font_px"] is not None
+              and f["font_px"] < MIN_FONT_PX):
             out.append(f"{f['src']}: smallest text {f['font_px']:.1f} px")
     return out
 
@@ -367,25 +370,26 @@ def test_the_check_catches_broken_pages(tmp_path):
 
 
 def _report() -> None:
-    """Print the measurements page by page (``python tests/test_render.py``)."""
+    """Print the measurements page by page (``python tests/test_render.py``): displays wider than
+    their column (shrunk to fit, scrolled with a cue, cut), code or output lines cut, log text,
+    JavaScript errors, untypeset prose, bare tables, split print-outs, claim lists that overflow,
+    figures, and figures that are blurry or whose text is too small."""
     records = run_harness(_toc_pages())
-    print(f"{'page':<28} {'width':>5} {'displays':>8} {'overflow':>8} {'cut':>4} "
-          f"{'clipped':>7} {'log':>4} {'js':>3} {'e-not.':>6} {'tables':>6} {'split':>5} "
-          f"{'claims':>6} {'figs':>4} {'blurry':>6}")
+    columns = ["displays", "too wide", "shrunk", "scroll", "cut", "clipped", "log", "js",
+               "untypeset", "tables", "split", "claims", "figures", "blurry"]
+    print(f"{'page':<34} {'width':>5} " + " ".join(f"{c:>9}" for c in columns))
     totals: dict[int, list[int]] = {}
     for r in records:
         name = Path(r["url"]).name
-        row = [len(r["overflowing"]), len(cut_displays(r)), len(r["clipped"]), len(log_text(r)),
-               len(r["console_errors"]), len(untypeset_prose(r)), len(r["bare_tables"]),
-               r["split_outputs"], r["claims_overflowing"], len(blurry_figures(r))]
-        totals.setdefault(r["width"], [0] * len(row))
-        totals[r["width"]] = [a + b for a, b in zip(totals[r["width"]], row)]
-        print(f"{name:<28} {r['width']:>5} {r['displays']:>8} {row[0]:>8} {row[1]:>4} {row[2]:>7} "
-              f"{row[3]:>4} {row[4]:>3} {row[5]:>6} {row[6]:>6} {row[7]:>5} {row[8]:>6} "
-              f"{len(r['figures']):>4} {row[9]:>6}")
+        modes = [d["mode"] for d in r["overflowing"]]
+        row = [r["displays"], len(modes), modes.count("scaled"), modes.count("scroll"),
+               len(cut_displays(r)), len(r["clipped"]), len(log_text(r)), len(r["console_errors"]),
+               len(untypeset_prose(r)), len(r["bare_tables"]), r["split_outputs"],
+               r["claims_overflowing"], len(r["figures"]), len(blurry_figures(r))]
+        totals[r["width"]] = [a + b for a, b in zip(totals.get(r["width"], [0] * len(row)), row)]
+        print(f"{name:<34} {r['width']:>5} " + " ".join(f"{v:>9}" for v in row))
     for width, row in totals.items():
-        print(f"{'total':<28} {width:>5} {'':>8} " + " ".join(
-            f"{v:>{w}}" for v, w in zip(row, (8, 4, 7, 4, 3, 6, 6, 5, 6, 11))))
+        print(f"{'total':<34} {width:>5} " + " ".join(f"{v:>9}" for v in row))
 
 
 if __name__ == "__main__":
