@@ -1,4 +1,4 @@
-"""Tests of the claims of the chapter "Does Adam converge?" (book/convergence.md).
+"""Tests of the claims of the chapter "Does Adam converge?" (book/convergence*.md).
 
 Each test names the labels it verifies with ``@pytest.mark.claim``; the book prints the list
 under each claim. Every optimizer run here is ``refimpl``'s; the only other implementation is a

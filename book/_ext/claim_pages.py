@@ -56,6 +56,10 @@ def _depart_claim_tests_html(self, node):
     self.body.append("</details>\n")
 
 
+def _visit_claim_tests_latex(self, node):
+    self.body.append("\n\\par\\noindent\\textbf{" + self.encode(node["summary"]) + "}\n")
+
+
 def _visit_claim_tests_other(self, node):
     pass
 
@@ -187,7 +191,7 @@ def setup(app):
     app.setup_extension(presentation.__name__)
     app.add_node(claim_tests,
                  html=(_visit_claim_tests_html, _depart_claim_tests_html),
-                 latex=(_visit_claim_tests_other, _depart_claim_tests_other),
+                 latex=(_visit_claim_tests_latex, _depart_claim_tests_other),
                  text=(_visit_claim_tests_other, _depart_claim_tests_other),
                  man=(_visit_claim_tests_other, _depart_claim_tests_other),
                  texinfo=(_visit_claim_tests_other, _depart_claim_tests_other))
