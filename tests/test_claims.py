@@ -138,7 +138,7 @@ def test_built_book_lists_the_tests_under_each_claim(claim):
     assert start >= 0, f"no element with id {claim.label!r} in {page}"
     box = text.find('<details class="claim-tests"', start)
     assert box >= 0, f"no 'Verified by' list after {claim.label!r}"
-    between = text[start:box]
+    between = text[start + len(f'id="{claim.label}"'):box]
     assert between.count('class="proof ') <= 2, "the list is not right after the claim's proof"
     assert not re.search(r'id="(thm|prop|lem|cor)-', between), (
         "another claim comes between the claim and its list")

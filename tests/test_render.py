@@ -353,8 +353,14 @@ def test_the_check_catches_broken_pages(tmp_path):
         for r in records:
             assert r["errors"] >= 1
             assert [i["src"] for i in r["images"] if not i["loaded"]] == ["nowhere.png"]
-            assert any("x_{79}" in d for d in cut_displays(r))
-            assert any("long long" in c["line"] for c in r["clipped"])
+            wide = [d for d in r["overflowing"] if "x_{0} + x_{1}" in d["tex"]]
+            assert len(wide) == 1
+            if r["width"] >= WIDE:
+                assert any("x_{0} + x_{1}" in d for d in cut_displays(r))
+            else:   # book/_static/refimpl.js gives it a scroll bar and a shadow
+                assert wide[0]["mode"] == "scroll" and cut_displays(r) == []
+            # a code line too long for the column: cut at 1400 px, wrapped on a phone
+            assert any("long long" in c["line"] for c in r["clipped"]) == (r["width"] >= WIDE)
             found = " ".join(log_text(r))
             assert "warning" in found and "build path" in found
             assert any("2.7e+16" in p for p in untypeset_prose(r))
@@ -367,6 +373,18 @@ def test_the_check_catches_broken_pages(tmp_path):
         assert _static_remote_refs(page) == ["<script src=https://cdn.example.org/x.js>"]
     finally:
         page.unlink()
+
+
+def test_a_display_without_a_cue_is_cut_at_both_widths():
+    """What the harness cannot build on a real page: a too-wide display that no script marked."""
+    for width in WIDTHS:
+        record = {"width": width, "overflowing": [
+            {"tex": "x", "need": 500.0, "room": 300.0, "mode": "", "past_article": False}]}
+        assert cut_displays(record) == ["x (needs 500 px, has 300)"]
+    scrolled = {"width": NARROW, "overflowing": [
+        {"tex": "x", "need": 500.0, "room": 300.0, "mode": "scroll", "past_article": False}]}
+    assert cut_displays(scrolled) == []
+    assert cut_displays(dict(scrolled, width=WIDE)) != []
 
 
 def _report() -> None:
