@@ -1,4 +1,4 @@
-"""Tests of the AdaL chapter's claims (book/adal.md) that tests/test_properties_adal.py does not
+"""Tests of the AdaL chapter's claims (book/adal*.md) that tests/test_properties_adal.py does not
 already cover: AdaL as Adam on the transformed stream, the equivalence between scaling the
 gradients and rescaling epsilon, the bitwise forms of the constant-norm and fixed-direction
 reductions, the unbounded first step of the preconditioner epsilon, and Reddi et al.'s

@@ -1,4 +1,4 @@
-"""Tests of the claims of the chapter "Does Adam converge?" (book/convergence.md).
+"""Tests of the claims of the chapter "Does Adam converge?" (book/convergence*.md).
 
 Each test names the labels it verifies with ``@pytest.mark.claim``; the book prints the list
 under each claim. Every optimizer run here is ``refimpl``'s; the only other implementation is a
@@ -318,7 +318,7 @@ def test_kb_theorem41_fails_on_the_projected_instance():
 
 @pytest.mark.claim("prop-kb-theorem41-fails")
 def test_kb_theorem41_fails_without_projection_and_not_by_rounding():
-    """Unconstrained convex extension: hypotheses hold (G_inf = 2C), R(10^4) > 2 RHS; float64 agrees with long double."""
+    """Unconstrained convex extension in float64 (numerical evidence): hypotheses hold (G_inf = 2C), R(10^4) > 2 RHS; float64 agrees with long double."""
     T = 10_000
     run = kb_run(T)
     C = run["C"]
@@ -333,6 +333,41 @@ def test_kb_theorem41_fails_without_projection_and_not_by_rounding():
     # comparison is trivially true; the margin alone then carries the argument.)
     long_run = kb_run(T, dtype=np.longdouble)
     assert abs(float(long_run["R"][-1, 1]) / R[-1] - 1) < 1e-9
+
+
+@pytest.mark.claim("prop-kb-theorem41-fails")
+def test_kb_theorem41_fails_in_interval_arithmetic():
+    """Part 1 proved: the exact run, in outward-rounded interval arithmetic, exceeds the bound."""
+    from mpmath import iv
+
+    iv.prec = 128
+    C, T = 3, 10_000
+    beta2 = iv.mpf(1) / (1 + C**2)                 # exactly 1/10, enclosed
+    alpha = iv.mpf(9) / 10 * iv.sqrt(1 - beta2)    # 0.9 sqrt(1 - beta2), enclosed
+    x, v, beta2_t, R, sum_g2, widest = iv.mpf(1), iv.mpf(0), iv.mpf(1), iv.mpf(0), 0, 0.0
+    for t in range(1, T + 1):
+        slope = C if t % 3 == 1 else -1
+        if -1 <= x.a and x.b <= 1:
+            g, loss = slope, slope * x
+        else:
+            assert x.a > 1, f"x_{t} = {x} is not on one side of a kink"
+            g, loss = 2 * C, slope + 2 * C * (x - 1)
+        R += loss + slope                          # f_t(x_t) - f_t(-1)
+        sum_g2 += g * g
+        widest = max(widest, float(abs(x + 1).b))
+        v = beta2 * v + (1 - beta2) * g * g
+        beta2_t *= beta2
+        x = x - alpha / iv.sqrt(t) * g / iv.sqrt(v / (1 - beta2_t))
+    D = iv.mpf(widest) * (1 + iv.mpf(2) ** -50)    # above every |x_t + 1|, float rounding included
+    rhs = (D**2 / (2 * alpha) * iv.sqrt(T * v / (1 - beta2_t))
+           + alpha * 2 * C / iv.sqrt(1 - beta2) * iv.sqrt(sum_g2)
+           + D**2 * 2 * C * iv.sqrt(1 - beta2) / (2 * alpha))       # lambda -> 0
+    assert R.a > rhs.b
+    # and far beyond: the regret exceeds twice the bound, as the float64 run shows
+    assert R.a > 2 * rhs.b
+    # the float64 run agrees with the exact one to 1e-12 relative
+    run = kb_run(T)
+    assert abs(run["R"][-1, 1] - float(R.mid)) < 1e-12 * float(R.mid)
 
 
 @given(st.floats(1e-6, 0.49))

@@ -1,4 +1,4 @@
-"""Tests of the claims of the chapter "Why Adam generalizes worse, and ND-Adam" (book/ndadam.md).
+"""Tests of the claims of the chapter "Why Adam generalizes worse, and ND-Adam" (book/ndadam*.md).
 
 Each test names the claim it verifies with ``@pytest.mark.claim``. Other claims of the chapter
 are verified by tests in test_properties_ndadam.py and test_differential_ndadam_official.py,

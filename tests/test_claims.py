@@ -126,7 +126,8 @@ def _built_page(claim) -> Path:
 
 @pytest.mark.parametrize("claim", BOOK_CLAIMS, ids=lambda c: c.label or f"{c.path}:{c.line}")
 def test_built_book_lists_the_tests_under_each_claim(claim):
-    """The generated 'Verified by' box of each claim names exactly the tests that name it."""
+    """The generated "Verified by" list of each claim names exactly the tests that name it, and
+    it follows the claim's proof (or the claim, if it has none)."""
     page = _built_page(claim)
     if not page.exists():
         if os.environ.get("REFIMPL_REQUIRE_BOOK"):
@@ -135,9 +136,13 @@ def test_built_book_lists_the_tests_under_each_claim(claim):
     text = html.unescape(page.read_text(encoding="utf-8"))
     start = text.find(f'id="{claim.label}"')
     assert start >= 0, f"no element with id {claim.label!r} in {page}"
-    box = text.find("claim-tests", start)
-    assert box >= 0, f"no 'Verified by' box after {claim.label!r}"
-    end = text.find("</div>", box)
+    box = text.find('<details class="claim-tests"', start)
+    assert box >= 0, f"no 'Verified by' list after {claim.label!r}"
+    between = text[start + len(f'id="{claim.label}"'):box]
+    assert between.count('class="proof ') <= 2, "the list is not right after the claim's proof"
+    assert not re.search(r'id="(thm|prop|lem|cor)-', between), (
+        "another claim comes between the claim and its list")
+    end = text.find("</details>", box)
     listed = set(re.findall(r"<code[^>]*>\s*<span[^>]*>([^<]*)</span>", text[box:end]) or
                  re.findall(r"<code[^>]*>([^<]*)</code>", text[box:end]))
     expected = {r.nodeid for r in TEST_REFS if r.label == claim.label}

@@ -11,8 +11,10 @@ This module is used twice:
 
 * ``tests/test_claims.py`` checks the mapping both ways (no claim without a test, no test naming
   a label the book does not have);
-* as a Sphinx extension, it appends to each claim's box the list of tests that verify it, read
-  from the test sources at build time, so the list on the page cannot drift from the tests.
+* as a Sphinx extension (``setup`` below, which loads ``book/_ext/claim_pages.py``), it puts
+  after each claim's proof the list of tests that verify it, read from the test sources at build
+  time, so the list on the page cannot drift from the tests; and it makes the list of theorems,
+  by chapter.
 
 Both read the sources with ``ast`` and regular expressions; neither imports a test module.
 """
@@ -20,7 +22,6 @@ Both read the sources with ``ast`` and regular expressions; neither imports a te
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,55 +148,12 @@ def claim_map(tests: Path = TESTS) -> dict[str, list[TestRef]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Sphinx extension
+# Sphinx extension: book/_ext/claim_pages.py (it needs Sphinx; the tests import this module
+# without it)
 # --------------------------------------------------------------------------------------------
 
 
-def _fingerprint(mapping: dict[str, list[TestRef]]) -> str:
-    text = repr(sorted((k, [(r.nodeid, r.summary) for r in v]) for k, v in mapping.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _outdated(app, env, added, changed, removed):
-    """Re-read every page with claims when the tests that verify them changed."""
-    fingerprint = _fingerprint(claim_map())
-    if getattr(env, "refimpl_claims_fingerprint", None) == fingerprint:
-        return []
-    env.refimpl_claims_fingerprint = fingerprint
-    return sorted({env.path2doc(str(ROOT / c.path)) for c in book_claims()} - {None})
-
-
-def _append_tests(app, doctree):
-    from docutils import nodes
-    from sphinx.util import logging
-
-    logger = logging.getLogger(__name__)
-    mapping = claim_map()
-    for node in doctree.findall(nodes.Element):
-        kind = node.get("realtype")
-        label = node.get("label")
-        if kind not in PREFIXES or not label or not node.get("countertype"):
-            continue
-        refs = mapping.get(label, [])
-        if not refs:
-            logger.warning(f"claim {label!r} is verified by no test "
-                           f"(mark one with @pytest.mark.claim({label!r}))", location=node)
-            continue
-        box = nodes.container(classes=["claim-tests"])
-        box += nodes.paragraph("", "", nodes.strong("", "Verified by "),
-                               nodes.Text(f"{len(refs)} test{'s' * (len(refs) > 1)}:"))
-        items = nodes.bullet_list()
-        for ref in refs:
-            para = nodes.paragraph("", "", nodes.literal("", ref.nodeid))
-            if ref.summary:
-                para += nodes.Text(f" ({ref.summary})")
-            items += nodes.list_item("", para)
-        box += items
-        sections = [c for c in node.children if isinstance(c, nodes.section)]
-        (sections[-1] if sections else node).append(box)
-
-
 def setup(app):
-    app.connect("env-get-outdated", _outdated)
-    app.connect("doctree-read", _append_tests)
-    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+    import claim_pages
+
+    return claim_pages.setup(app)
