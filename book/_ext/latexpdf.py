@@ -2,10 +2,15 @@
 
 * the document class ``book/_latex/refimplBook.cls`` instead of sphinx-jupyterbook-latex's
   (which loads packages only a 500 MB TeX Live font collection provides);
-* the website's figure and theorem numbers;
+* the website's numbers: chapters (the preface and the reference pages unnumbered, as on the
+  website, and the parts, whose captions carry their own numbers), sections, equations,
+  theorems and figures;
+* a part of one chapter with the part's own title (the preface) set as that chapter alone;
+* each theorem's anchor in the page it comes from (sphinx-proof looks for the page by its title,
+  which fails for a title with an apostrophe: Sphinx curls the quote in one place, not the other);
 * proofs set as proofs (no box, closed by a square), not as boxes with an empty title;
 * underscores in the text-mode parts of formulas (``\\texttt{bn_softmax}``) escaped;
-* no empty "References" sections (the citations are footnotes in the PDF);
+* no empty "References" sections or headings (the citations are footnotes in the PDF);
 * long tables that break across pages, with columns sized by their content;
 * admonitions that hold code set without a box, since boxed code cannot break across pages;
 * tables that a cell displays as HTML typeset as tables (LaTeX cannot show HTML; myst-nb would
@@ -93,6 +98,16 @@ def _latex_transforms():
                 body = [c for c in section.children if not isinstance(c, nodes.title)]
                 if all(renders_nothing(c) for c in body):
                     section.parent.remove(section)
+            # A heading that is not a section (```{rubric} References```) over nothing.
+            for rubric in list(self.document.findall(nodes.rubric)):
+                siblings = rubric.parent.children[rubric.parent.index(rubric) + 1:]
+                below = []
+                for sibling in siblings:
+                    if isinstance(sibling, (nodes.rubric, nodes.section, nodes.transition)):
+                        break
+                    below.append(sibling)
+                if all(renders_nothing(c) for c in below):
+                    rubric.parent.remove(rubric)
 
     class LongTables(SphinxPostTransform):
         """A table of more than a dozen rows may break across pages in the PDF (longtable);
@@ -167,7 +182,44 @@ def _latex_transforms():
                 if table is not None:
                     bundle.replace_self(table)
 
-    return LatexMath, DropEmptySections, LongTables, UnboxCode, HtmlTables
+    class BookNumbering(SphinxPostTransform):
+        """The website's numbering in the PDF, page by page of the one LaTeX document.
+
+        The website numbers the chapters of the numbered parts from 1 and leaves the preface
+        and the reference pages unnumbered; LaTeX would number every chapter, the preface
+        first, and every part (``Part II`` over a part called "Part I: Adam"). Before each page
+        this sets LaTeX's section numbering on or off as the website has it, and before each
+        part turns it off (the captions carry their own numbers). A part that holds one chapter
+        of its own title (the preface) loses its part page: the chapter stands alone. Runs after
+        sphinx-jupyterbook-latex made the parts of the toctrees' captions (priority 700).
+        """
+
+        default_priority = 750
+        formats = ("latex",)
+
+        def run(self):
+            from sphinx import addnodes
+
+            env = self.env
+            for page in list(self.document.findall(addnodes.start_of_file)):
+                docname = page.get("docname")
+                if docname in env.all_docs:
+                    numbered = bool(env.toc_secnumbers.get(docname))
+                    command = r"\refimplNumbered" if numbered else r"\refimplUnnumbered"
+                    page.insert(0, nodes.raw("", command + "\n", format="latex"))
+                    continue
+                page.insert(0, nodes.raw("", "\\refimplUnnumberedPart\n", format="latex"))
+                part = next((c for c in page.children if isinstance(c, nodes.section)), None)
+                if part is None or not isinstance(part[0], nodes.title):
+                    continue
+                chapters = [p["docname"] for p in part.findall(addnodes.start_of_file)
+                            if p["docname"] in env.all_docs]
+                chapters = [d for d in chapters if not any(
+                    d in env.toctree_includes.get(other, []) for other in chapters)]
+                if len(chapters) == 1 and env.titles[chapters[0]].astext() == part[0].astext():
+                    part.remove(part[0])
+
+    return (LatexMath, DropEmptySections, LongTables, UnboxCode, HtmlTables, BookNumbering)
 
 
 _TEX_SPECIAL = re.compile(r"([\\{}%&#$_^~])")
@@ -270,8 +322,27 @@ def _visit_proof_latex(self, node):
     raise nodes.SkipNode
 
 
+def page_of(env, node, parent_tag=None):
+    """The page (docname) that ``node`` of the PDF's one doctree comes from.
+
+    Sphinx marks every section of an inlined page with the page's name (its own sections
+    first, so the nearest marked section is the right page). This replaces sphinx-proof's
+    ``find_parent``, which looks for the section whose name is the page's title: "Reddi, Kale
+    and Kumar's counterexample" is named with a straight quote and titled with a curly one, so
+    its theorems lost their anchors and numbers in the PDF.
+    """
+    while node is not None:
+        if node.get("docname") in env.all_docs:
+            return node["docname"]
+        node = node.parent
+    return None
+
+
 def setup(app):
+    import sphinx_proof.nodes
     from sphinx_proof.nodes import depart_proof_node, proof_node, visit_proof_node
+
+    sphinx_proof.nodes.find_parent = page_of
 
     app.connect("config-inited", _latex_class, priority=900)
     app.connect("builder-inited", _keep_numbering, priority=900)
