@@ -1,6 +1,7 @@
-"""Two chapters as a reader runs them: the ``.ipynb`` files the built website offers for download,
+"""Chapters as a reader runs them: the ``.ipynb`` files the built website offers for download,
 executed top to bottom with nbclient in a fresh Jupyter kernel, in an empty folder outside the
-repository and outside the book build (which executes the MyST sources itself).
+repository and outside the book build (which executes the MyST sources itself). Each draws the
+figures its page on the website shows.
 
 What a reader needs is ``pip install -e '.[book]'`` (the preface says so); this test runs in the
 same environment. The book must be built first (``make book``; ``make test`` does it).
@@ -18,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 REQUIRED = bool(os.environ.get("REFIMPL_REQUIRE_BOOK"))
 
-# One chapter of each part, among the quicker ones (about 5 s each in the book build).
-CHAPTERS = ["book/adam", "book/sidebyside"]
+# One chapter of each of parts I and III, and one section page of each chapter split into
+# sections (a section is a notebook of its own), among the quicker ones (2-8 s each in the
+# book build).
+CHAPTERS = ["book/adam", "book/sidebyside", "book/convergence-counterexample",
+            "book/ndadam-problems", "book/adal-transformed"]
 
 
 def _need(what: str, ok: bool) -> None:
@@ -58,6 +62,10 @@ def test_downloaded_chapter_runs_top_to_bottom(chapter, tmp_path):
     assert code and all(c.execution_count for c in code), "a cell did not run"
     outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any(o.output_type == "display_data" and "image/png" in o.get("data", {})
-               for o in outputs), "the chapter's figures were not drawn"
+    figures = [o for o in outputs if o.output_type == "display_data"
+               and {"image/svg+xml", "image/png"} & set(o.get("data", {}))]
+    page = (HTML / f"{chapter}.html").read_text(encoding="utf-8")
+    shown = len(re.findall(r'<img [^>]*src="(?:\.\./)*_images/', page))
+    assert shown > 0 and len(figures) == shown, (
+        f"{len(figures)} figures drawn, {shown} on the website's page")
     assert list(tmp_path.iterdir()) == [notebook], "the chapter wrote files where it ran"

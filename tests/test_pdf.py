@@ -1,10 +1,15 @@
 """The book as one PDF (``make pdf``): read back with poppler (``pdftotext``, ``pdftoppm``,
 ``pdfimages``) and checked against the website and LaTeX's own log.
 
-* every chapter of ``_toc.yml`` is in it, with its opening page;
+* every page of ``_toc.yml`` is in it, chapters and their section pages, with the website's
+  numbers: a chapter has its opening page, a section its heading, and the table of contents
+  lists each under the number the website's navigation gives it (none for the preface and the
+  reference pages); equations carry the website's numbers too, so that "Theorem 2.2" and
+  "(2.3)" are found in chapter 2 of either;
 * no reference is left unresolved: no ``??`` in the text, no undefined reference or citation
   in the log, no character missing from a font;
-* every figure of the website is in it (as many images as the chapters' cell outputs show);
+* every figure of the website is in it: page by page, LaTeX places as many graphics as the
+  website's page shows images (a figure in a folded cell included), and the PDF embeds each;
 * nothing runs into the margin: no ink outside the text block on any page (each page rendered,
   the text block found from the rule under its running head or over its foot), no overfull
   line of a display or of code in the log, and no box pushed over the foot of a page;
@@ -16,6 +21,7 @@ checks skip when it or poppler is missing; under it (REFIMPL_REQUIRE_BOOK=1) the
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -75,37 +81,102 @@ def log() -> str:
     return LOG.read_text(encoding="utf-8", errors="replace")
 
 
-def _toc_files() -> list[str]:
+def _toc_entries() -> list[tuple[str, bool]]:
+    """``(file, is_chapter)`` for every page of ``_toc.yml`` but the landing page, in order:
+    the chapters and, after each, its section pages."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = []
+    entries = []
+
+    def walk(items, chapter):
+        for item in items:
+            entries.append((item["file"], chapter))
+            walk(item.get("sections", []), False)
+
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
-        files += [c["file"] for c in part["chapters"]]
-    return files
+        walk(part["chapters"], True)
+    return entries
 
 
-def _title(md: Path) -> str:
-    """A chapter's title as the PDF prints it: its first heading without MyST markup."""
-    for line in md.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# "):
-            title = re.sub(r"\{[a-z:]+\}`([^`<]*)[^`]*`", r"\1", line[2:])
-            return " ".join(title.replace("`", "").replace("$", "").split())
-    raise AssertionError(f"{md} has no title")
+def _toc_files() -> list[str]:
+    return [f for f, _ in _toc_entries()]
 
 
-@pytest.mark.parametrize("chapter", _toc_files())
-def test_every_chapter_is_in_the_pdf(pages, chapter):
-    """The chapter's opening page: its title in capitals (the chapter head), after the
-    table of contents, which lists it in lower case."""
-    title = _title(ROOT / f"{chapter}.md")
-    openings = [i for i, page in enumerate(pages) if title.upper() in page]
-    assert openings, f"no page opens the chapter {title!r}"
-    assert any(title in page for page in pages[: openings[0]]), "not in the table of contents"
+def website_navigation() -> dict[str, tuple[str, str]]:
+    """Page -> (number, title) as the website's navigation shows them (number "" where the
+    website numbers none), read from the built landing page."""
+    root = yaml.safe_load((ROOT / "_toc.yml").read_text())["root"]
+    page = HTML / f"{root}.html"
+    _need("the book is not built: run `make book`", page.exists())
+    folder = Path(root).parent
+    nav = {}
+    for href, text in re.findall(r'<a class="reference internal" href="([\w/.-]+)\.html">'
+                                 r"([^<]+)</a>", page.read_text(encoding="utf-8")):
+        number, title = re.fullmatch(r"(?:(\d+(?:\.\d+)*)\. )?(.*)", html.unescape(text)).groups()
+        nav.setdefault((folder / href).as_posix(), (number or "", " ".join(title.split())))
+    return nav
+
+
+@pytest.fixture(scope="module")
+def contents(pdf, pages) -> tuple[list[str], int]:
+    """The entries of the table of contents, each as ``"2.1 Title"`` (or ``"Title"``) without
+    its dots and page number, and the index of the first page after it. The contents are the
+    pages between the title page and the first page with the running head (the book's title)."""
+    title = " ".join(yaml.safe_load((ROOT / "_config.yml").read_text())["title"].split())
+    end = next(i for i, page in enumerate(pages) if i > 0 and title in page)
+    text = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", "-f", "2", "-l", str(end),
+                           str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    entries = []
+    for line in text.splitlines():
+        line = re.sub(r"(?:\s*\.)*\s+(?:\d+|[ivxlc]+)\s*$", "", line)  # dots, page number
+        if line.strip():
+            entries.append(" ".join(line.split()))
+    assert entries[0] == "CONTENTS", entries[:3]
+    return entries, end
+
+
+@pytest.mark.parametrize("page, chapter", _toc_entries())
+def test_every_page_is_in_the_pdf_with_the_website_number(pages, contents, page, chapter):
+    """A chapter: its opening page (its title in capitals, the chapter head) after the table
+    of contents. A section page: its heading, with its number. Both listed in the table of
+    contents under the website's number, or under none where the website shows none."""
+    entries, end = contents
+    number, title = website_navigation()[page]
+    entry = f"{number} {title}".strip()
+    assert entry in entries, (
+        f"the contents have no entry {entry!r}: "
+        f"{[e for e in entries if e.endswith(title)] or 'none with that title'}")
+    heading = title.upper() if chapter else entry
+    assert any(heading in p for p in pages[end:]), f"no page opens {heading!r}"
+
+
+def test_equations_have_the_website_numbers(pages, contents):
+    """Every equation number of the website, (2.3), is printed in the PDF (by its display, and
+    where the text refers to it)."""
+    numbers = []
+    for f in _toc_files():
+        numbers += re.findall(r'<span class="eqno">\((\d+(?:\.\d+)*)\)',
+                              (HTML / f"{f}.html").read_text(encoding="utf-8"))
+    assert len(numbers) > 5
+    body = " ".join(pages[contents[1]:])
+    assert [n for n in numbers if f"({n})" not in body] == []
+
+
+def unwrapped(log: str) -> str:
+    """LaTeX's log with its lines joined back: TeX breaks them after 79 characters."""
+    return re.sub(r"^(.{79})\n", r"\1", log, flags=re.M)
+
+
+def test_log_lines_are_joined_back():
+    wrapped = ("LaTeX Warning: Hyper reference `book/adam:prop-gradient-scale-invariance' on pa"
+               "\nge 21 undefined on input line 1401.\n")
+    assert len(wrapped.splitlines()[0]) == 79
+    assert "on page 21 undefined" in unwrapped(wrapped)
 
 
 def test_no_unresolved_reference(pages, log):
     assert [i + 1 for i, page in enumerate(pages) if "??" in page] == []
     undefined = re.findall(r"^(?:LaTeX|Package \w+) Warning: (?:Reference|Citation|Hyper "
-                           r"reference) .*? undefined", log, re.M)
+                           r"reference) .*? undefined", unwrapped(log), re.M)
     assert undefined == []
     assert "There were undefined references" not in log
 
@@ -114,23 +185,65 @@ def test_no_character_missing_from_a_font(log):
     assert re.findall(r"^Missing character: .*$", log, re.M) == []
 
 
-def _html_figures() -> int:
-    """Images in the cell outputs and figures of the website's pages (landing page included)."""
-    count = 0
+def _html_figures() -> dict[str, int]:
+    """Page -> the images in its cell outputs and figures on the website (landing page
+    included; images in folded cells count, the website shows them when unfolded)."""
+    counts = {}
     for f in [yaml.safe_load((ROOT / "_toc.yml").read_text())["root"], *_toc_files()]:
         page = (HTML / f"{f}.html").read_text(encoding="utf-8")
-        count += len(re.findall(r'<img [^>]*src="(?:\.\./)*_images/', page))
-    return count
+        counts[f] = len(re.findall(r'<img [^>]*src="(?:\.\./)*_images/', page))
+    return counts
 
 
-def test_every_figure_is_in_the_pdf(pdf):
+def latex_figures(tex: str) -> dict[str, list[str]]:
+    """Page -> the graphics files that the LaTeX source places in it (a page begins where
+    Sphinx labels it ``<page>::doc``)."""
+    figures: dict[str, list[str]] = {}
+    page = None
+    for m in re.finditer(r"\\label\{\\detokenize\{([^}]+)::doc\}\}|\\sphinxincludegraphics"
+                         r"(?:\[[^]]*\])?\{\{([^}]*)\}(\.\w+)\}", tex):
+        if m[1]:
+            page = m[1]
+            figures.setdefault(page, [])
+        else:
+            figures.setdefault(page, []).append(m[2] + m[3])
+    return figures
+
+
+def embedded_pdf_figures(pdf: Path) -> int:
+    """The pages of other PDFs embedded in ``pdf``: the form XObjects that xdvipdfmx makes of
+    them carry ``/FormType 1`` (the forms inside a matplotlib figure, its markers, do not).
+    A stream's dictionary is never compressed into an object stream, so it can be read from
+    the file's bytes."""
+    return len(re.findall(rb"/Subtype\s*/Form\s*/FormType\s+1\b", pdf.read_bytes()))
+
+
+def test_latex_figures_are_found_page_by_page():
+    tex = (r"\label{\detokenize{book/a::doc}}x\sphinxincludegraphics[width=1pt]{{f1}.pdf}"
+           r"\label{\detokenize{book/b::doc}}\label{\detokenize{book/c::doc}}"
+           r"\sphinxincludegraphics{{f2}.png}\sphinxincludegraphics{{f3}.pdf}")
+    assert latex_figures(tex) == {"book/a": ["f1.pdf"], "book/b": [],
+                                  "book/c": ["f2.png", "f3.pdf"]}
+
+
+def test_every_figure_is_in_the_pdf(pdf, log):
     _need("the book is not built: run `make book`", (HTML / "book").exists())
+    html = _html_figures()
+    placed = latex_figures((LATEX / "refimpl.tex").read_text(encoding="utf-8"))
+    assert sum(html.values()) > 10
+    assert {p: len(placed.get(p, [])) for p in html} == html, (
+        "figures per page: LaTeX source against the website")
+    files = [f for fs in placed.values() for f in fs]
+    assert len(files) == sum(html.values()) and len(set(files)) == len(files)
+    # Each graphic is loaded where it is placed (XeTeX logs "<use file>") and ends up in the
+    # PDF: a vector figure as an embedded page, a bitmap as an image.
+    assert sorted(re.findall(r"<use (\S+?)>", unwrapped(log))) == sorted(files)
+    vector = [f for f in files if f.endswith(".pdf")]
+    assert embedded_pdf_figures(pdf) == len(vector)
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True,
                              check=True).stdout.splitlines()[2:]
     images = [row for row in listing if row.split()[2] == "image"]  # not the alpha masks
-    html = _html_figures()
-    assert html > 10
-    assert len(images) == html, f"{len(images)} images in the PDF, {html} on the website"
+    assert len(images) >= len(files) - len(vector)
 
 
 #: What an output looks like when LaTeX cannot show it (a figure only in SVG, a table only in

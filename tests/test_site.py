@@ -66,10 +66,17 @@ def _chromium() -> str | None:
 
 
 def _toc_files() -> list[str]:
+    """Every page of ``_toc.yml``: the landing page, the chapters and their section pages."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            files.append(entry["file"])
+            walk(entry.get("sections", []))
+
     for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
-        files += [c["file"] for c in part["chapters"]]
+        walk(part["chapters"])
     return files
 
 
