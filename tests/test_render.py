@@ -3,7 +3,8 @@
 Each page listed in ``_toc.yml`` is opened at 1400 and at 400 CSS pixels (a desktop window and a
 phone), with every collapsed block opened, and must show
 
-* its mathematics typeset (no ``mjx-merror``), every image loaded, no request leaving the machine,
+* its mathematics typeset (no ``mjx-merror``, no unknown command such as ``\\lambdar``, which
+  MathJax shows as red text), every image loaded, no request leaving the machine,
   and no off-machine resource referenced by the HTML or its CSS (links a reader clicks, such as
   a paper on arXiv, are not loads and are allowed);
 * no display cut at the margin: at 1400 px every display fits; at 400 px one that does not fit
@@ -218,6 +219,7 @@ def test_math_is_typeset(rendered, page, width):
     r = rendered[page, width]
     assert "error" not in r, r.get("error")
     assert r["errors"] == 0, f"{page}: {r['errors']} MathJax errors"
+    assert r["undefined_commands"] == [], f"{page}: commands MathJax does not know"
     if r["math_sources"]:  # Sphinx loads MathJax only on pages that have math
         assert r["mathjax"] == "ready", r["mathjax"]
         assert r["typeset"] >= r["math_sources"], (r["typeset"], r["math_sources"])
@@ -314,8 +316,8 @@ def test_html_references_no_remote_resource(page):
 
 
 BROKEN = (
-    # a TeX error, a missing image and a CDN script
-    '<p>\\(\\frac{1}\\)</p><img src="nowhere.png" alt="x">'
+    # a TeX error, a command MathJax does not know, a missing image and a CDN script
+    '<p>\\(\\frac{1}\\) \\(2\\alpha\\lambdar_t^2\\)</p><img src="nowhere.png" alt="x">'
     '<script src="https://cdn.example.org/x.js"></script>'
     # a display far wider than any page, and a code line far longer
     '<div class="math notranslate nohighlight">\\[' + " + ".join(f"x_{{{i}}}" for i in range(80))
@@ -352,6 +354,7 @@ def test_the_check_catches_broken_pages(tmp_path):
         assert [r["width"] for r in records] == list(WIDTHS)
         for r in records:
             assert r["errors"] >= 1
+            assert r["undefined_commands"] == ["\\lambdar"]
             assert [i["src"] for i in r["images"] if not i["loaded"]] == ["nowhere.png"]
             wide = [d for d in r["overflowing"] if "x_{0} + x_{1}" in d["tex"]]
             assert len(wide) == 1
