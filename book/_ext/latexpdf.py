@@ -13,6 +13,7 @@
 * no empty "References" sections or headings (the citations are footnotes in the PDF);
 * long tables that break across pages, with columns sized by their content;
 * admonitions that hold code set without a box, since boxed code cannot break across pages;
+* the outputs of folded cells (``hide-cell``, ``hide-output``) printed, figures included;
 * tables that a cell displays as HTML typeset as tables (LaTeX cannot show HTML; myst-nb would
   print the object's repr, ``<IPython.core.display.HTML object>``).
 
@@ -219,7 +220,25 @@ def _latex_transforms():
                 if len(chapters) == 1 and env.titles[chapters[0]].astext() == part[0].astext():
                     part.remove(part[0])
 
-    return (LatexMath, DropEmptySections, LongTables, UnboxCode, HtmlTables, BookNumbering)
+    class FoldedCells(SphinxPostTransform):
+        """The output of a folded cell (``hide-cell``, ``hide-output``) is printed: a reader
+        unfolds it on the website, and cannot in the PDF. sphinx-jupyterbook-latex drops such
+        a cell (priority 400), figures included; this runs before it and leaves the code of a
+        ``hide-cell`` cell out, as for ``hide-input``."""
+
+        default_priority = 300
+        formats = ("latex",)
+
+        def run(self):
+            for cell in self.document.findall(nodes.container):
+                classes = cell["classes"]
+                if "tag_hide-cell" in classes:
+                    classes[classes.index("tag_hide-cell")] = "tag_hide-input"
+                if "tag_hide-output" in classes:
+                    classes.remove("tag_hide-output")
+
+    return (LatexMath, DropEmptySections, LongTables, UnboxCode, HtmlTables, BookNumbering,
+            FoldedCells)
 
 
 _TEX_SPECIAL = re.compile(r"([\\{}%&#$_^~])")
