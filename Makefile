@@ -5,7 +5,7 @@
 #               _build/html/refimpl.pdf where the website links it
 #   make test   build the book and the PDF, then run the whole test suite: peers (torch,
 #               optax) included, the render check of every built page in headless Chromium,
-#               the website's search, the PDF, two chapters run as notebooks, and the core
+#               the website's search, the PDF, five pages run as notebooks, and the core
 #               tests with the oldest numpy and array-api-compat allowed (make floors)
 # All create .venv if it is missing and reuse it afterwards.
 
