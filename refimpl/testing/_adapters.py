@@ -153,11 +153,21 @@ class TorchCandidate:
     hyperparameters: dict | None
     family: str | None
     name: str
+    param_groups: tuple | None = None   # ({"params": [names], option: value, ...}, ...)
 
     def init(self, params):
         import torch
-        tensors = {k: torch.nn.Parameter(_to_torch(x)) for k, x in _flat(params).items()}
-        return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
+        flat = _flat(params)
+        tensors = {k: torch.nn.Parameter(_to_torch(x)) for k, x in flat.items()}
+        if self.param_groups is None:
+            return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
+        named = [name for group in self.param_groups for name in group["params"]]
+        missing, unknown = sorted(set(flat) - set(named)), sorted(set(named) - set(flat))
+        if missing or unknown:
+            raise ValueError(f"the param groups name {sorted(named)} but params has keys {sorted(flat)}: "
+                             f"in no group {missing}, not in params {unknown}")
+        groups = [dict(group, params=[tensors[k] for k in group["params"]]) for group in self.param_groups]
+        return self.optimizer_class(groups, **self.kwargs), tensors
 
     def step(self, params, grads, state):
         import torch
@@ -172,12 +182,72 @@ class TorchCandidate:
         return _unflat({k: _from_torch(p) for k, p in tensors.items()}, params), state
 
 
-def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
+def _torch_numbers(torch, optimizer_class, group: dict) -> tuple[str | None, dict | None]:
+    """``(family, hyperparameters)`` that one filled-in param group of ``optimizer_class`` declares."""
+    betas = group.get("betas")
+    numbers = {name: group[name] for name in ("lr", "eps", "weight_decay") if isinstance(group.get(name), (int, float))}
+    if issubclass(optimizer_class, torch.optim.Adam) and betas is not None and len(betas) == 2:
+        return "adam", {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
+                        "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
+    if issubclass(optimizer_class, torch.optim.SGD):
+        return "sgd", {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
+                       "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
+                       "nesterov": bool(group["nesterov"])}
+    if isinstance(betas, (tuple, list)) and len(betas) == 2 and "lr" in numbers:
+        # Another optimizer with Adam's two betas (torch.optim.NAdam, pytorch_optimizer's Lamb, the official
+        # ND-Adam code, ...): its numbers are what a convention would be built on, and diagnose says how far it is.
+        return None, {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
+                      "eps": _number(numbers.get("eps", 1e-8)), "eps_root": 0.0,
+                      "weight_decay": _number(numbers.get("weight_decay", 0.0))}
+    if "lr" in numbers:
+        # Three betas (Adan), or none: only the numbers that mean the same in Adam are declared.
+        return None, {"lr": _number(group["lr"])} | ({"eps": _number(numbers["eps"])} if "eps" in numbers else {})
+    return None, None
+
+
+def _per_parameter(groups: list[tuple[list, dict]]) -> dict:
+    """One declaration from the groups' declarations: a number where every group has the same, else
+    a dict keyed by parameter name (refimpl's per-parameter hyperparameters)."""
+    out = {}
+    for key in groups[0][1]:
+        values = {name: h[key] for names, h in groups for name in names}
+        distinct = set(values.values())
+        out[key] = distinct.pop() if len(distinct) == 1 else values
+    return out
+
+
+def _check_groups(param_groups) -> tuple:
+    hint = ("param_groups must be a list of dicts like torch's, with parameter names for the tensors: "
+            "[{'params': ['w']}, {'params': ['b'], 'weight_decay': 0.0}]")
+    if not isinstance(param_groups, (list, tuple)) or not param_groups:
+        raise TypeError(f"{hint}; got {_describe(param_groups)}")
+    seen = set()
+    for i, group in enumerate(param_groups):
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise TypeError(f"{hint}; param_groups[{i}] is {_describe(group)}")
+        names = group["params"]
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names or \
+                not all(isinstance(n, str) and n for n in names):
+            raise TypeError(f"{hint}; param_groups[{i}]['params'] is {_describe(names)}")
+        twice = sorted(seen & set(names))
+        if twice:
+            raise ValueError(f"param_groups name {twice} in more than one group")
+        seen |= set(names)
+    return tuple(dict(g, params=list(g["params"])) for g in param_groups)
+
+
+def from_torch(optimizer_class, param_groups=None, /, **kwargs) -> TorchCandidate:
     """A candidate from a PyTorch optimizer class and its keyword arguments.
 
     ``from_torch(torch.optim.AdamW, lr=1e-2, weight_decay=0.1)`` builds a fresh optimizer over
     tensors of the params' dtype at ``init`` and runs ``optimizer.step()`` at every step, with
     the gradient in ``.grad``. The keyword arguments are checked at once, by PyTorch.
+
+    ``param_groups`` are torch's param groups with the parameters named by their keys in the
+    params dict: ``from_torch(torch.optim.AdamW, [{"params": ["w"]}, {"params": ["b"],
+    "weight_decay": 0.0}], lr=1e-2, weight_decay=0.1)``. A number that differs between groups is
+    declared per parameter (``weight_decay={"w": 0.1, "b": 0.0}``), which refimpl's optimizers
+    take as they are.
     """
     torch = _require("torch", "from_torch")
     if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)):
@@ -187,34 +257,26 @@ def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
                         f"got {_describe(optimizer_class)}{hint}")
     if "params" in kwargs:
         raise TypeError("from_torch makes the parameters itself; do not pass params=")
+    groups = None if param_groups is None else _check_groups(param_groups)
+    dummy = lambda: torch.zeros(1, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    spec = [{"params": [dummy()]}] if groups is None else \
+        [dict(g, params=[dummy() for _ in g["params"]]) for g in groups]
     try:
-        probe = optimizer_class([torch.zeros(1, dtype=torch.float64, requires_grad=True)], **kwargs)
+        probe = optimizer_class(spec, **kwargs)
     except Exception as e:  # noqa: BLE001 - PyTorch raises TypeError, ValueError, ...
         raise type(e)(f"{optimizer_class.__name__}({_call(kwargs)}) was rejected by PyTorch: {e}") from None
-    group = probe.param_groups[0]
-    family = hyper = None
-    betas = group.get("betas")
-    numbers = {name: group[name] for name in ("lr", "eps", "weight_decay") if isinstance(group.get(name), (int, float))}
-    if issubclass(optimizer_class, torch.optim.Adam) and betas is not None and len(betas) == 2:
-        family = "adam"
-        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
-                 "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
-    elif issubclass(optimizer_class, torch.optim.SGD):
-        family = "sgd"
-        hyper = {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
-                 "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
-                 "nesterov": bool(group["nesterov"])}
-    elif isinstance(betas, (tuple, list)) and len(betas) == 2 and "lr" in numbers:
-        # Another optimizer with Adam's two betas (torch.optim.NAdam, pytorch_optimizer's Lamb, ...): its
-        # numbers are what an Adam convention would be built on, and diagnose says how far it is.
-        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
-                 "eps": _number(numbers.get("eps", 1e-8)), "eps_root": 0.0,
-                 "weight_decay": _number(numbers.get("weight_decay", 0.0))}
-    elif "lr" in numbers:
-        # Three betas (Adan), or none: only the numbers that mean the same in Adam are declared.
-        hyper = {"lr": _number(group["lr"])} | ({"eps": _number(numbers["eps"])} if "eps" in numbers else {})
-    name = f"{_class_name(optimizer_class, 'torch.optim')}({_call(kwargs)})"
-    return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name)
+    found = [_torch_numbers(torch, optimizer_class, group) for group in probe.param_groups]
+    family, hyper = found[0]
+    if groups is not None and hyper is not None:
+        hyper = _per_parameter([(g["params"], h) for g, (_, h) in zip(groups, found)])
+    name = f"{_class_name(optimizer_class, 'torch.optim')}({_groups_text(groups)}{_call(kwargs)})"
+    return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name, groups)
+
+
+def _groups_text(groups) -> str:
+    if groups is None:
+        return ""
+    return "[" + ", ".join("{" + _call(g) + "}" for g in groups) + "]" + ", "
 
 
 # ----------------------------------------------------------------------------- optax

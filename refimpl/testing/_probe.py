@@ -22,7 +22,7 @@ def lcg_uniforms(n: int, seed: int = 0) -> list[float]:
     return out
 
 
-def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
+def probe(steps: int = 100, *, dtype="float64", seed: int = 0, vector_axes=None):
     """``(params, grads)`` for :func:`~refimpl.testing.diagnose`: a dict ``{"w": (2, 3), "b": (2,)}``
     and a list of ``steps`` gradients. Each coordinate stresses one convention:
 
@@ -42,6 +42,15 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
     ``ml_dtypes``): every value is exact in float32 and float64; in the narrower formats the
     values are rounded to the format (in float16 the gradients near epsilon underflow to 0, so
     epsilon's placement is invisible there).
+
+    ``vector_axes`` (ND-Adam: ``{"w": (0,)}``, or one tuple for every array): the weight vectors
+    of the candidate. ND-Adam's second moment is one number per vector, so epsilon's placement
+    shows only where a whole vector's gradient is near epsilon: the first vector of each vector
+    parameter (index 0 along the other axes) gets its gradients times ``2**-27`` (and the
+    coordinates above that were near epsilon are brought up to order 1, times ``2**24``, so that
+    the other vectors show the step size), and the last element of each other (scalar)
+    parameter times ``2**-25``. No initial vector has unit norm, so a normalization at the start
+    shows at the first step.
     """
     from ._run import resolve_dtype
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -56,4 +65,23 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
              [(1 + n[3]) * 2.0**-27, (1 + n[4]) * 2.0**-23, 0.0 if t <= 10 else 4 * n[5]]]
         b = [0.25 + n[6] / 8, n[7] * (64 if t % 17 == 0 else 1)]
         grads.append({"w": np.array(w, dtype=dt), "b": np.array(b, dtype=dt)})
+    if vector_axes is not None:
+        grads = [_near_epsilon(g, vector_axes, dt) for g in grads]
     return params, grads
+
+
+def _near_epsilon(g: dict, vector_axes, dt) -> dict:
+    """The ND-Adam probe's gradient: a whole weight vector, and one element of each scalar
+    parameter, scaled down to epsilon's size (powers of two: exact)."""
+    out = {}
+    for key, x in g.items():
+        axes = vector_axes.get(key) if isinstance(vector_axes, dict) else vector_axes
+        x = np.array(x, dtype=np.float64)
+        if axes is None:
+            x.reshape(-1)[-1] *= 2.0**-25
+        else:   # Adam's coordinates near epsilon brought up to order 1, then one whole vector brought down
+            x = np.where(np.abs(x) < 2.0**-20, x * 2.0**24, x)
+            first = tuple(slice(None) if i in {a % x.ndim for a in axes} else 0 for i in range(x.ndim))
+            x[first] *= 2.0**-27
+        out[key] = x.astype(dt)
+    return out
