@@ -45,11 +45,12 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0, vector_axes=None)
 
     ``vector_axes`` (ND-Adam: ``{"w": (0,)}``, or one tuple for every array): the weight vectors
     of the candidate. ND-Adam's second moment is one number per vector, so epsilon's placement
-    shows only where a whole vector's gradient is near epsilon: the first vector of each vector
-    parameter (index 0 along the other axes) gets its gradients times ``2**-27`` (and the
-    coordinates above that were near epsilon are brought up to order 1, times ``2**24``, so that
-    the other vectors show the step size), and the last element of each other (scalar)
-    parameter times ``2**-25``. No initial vector has unit norm, so a normalization at the start
+    shows only where a whole vector's gradient is near epsilon: the first vector (index 0 along
+    the other axes) of each parameter that holds several vectors gets its gradients times
+    ``2**-27`` (when every vector parameter is one vector, the first such parameter), the
+    coordinates of the other vectors that were near epsilon are brought up to order 1 (times
+    ``2**24``), so that they show the step size, and the last element of each scalar parameter
+    is multiplied by ``2**-25``. No initial vector has unit norm, so a normalization at the start
     shows at the first step.
     """
     from ._run import resolve_dtype
@@ -66,22 +67,32 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0, vector_axes=None)
         b = [0.25 + n[6] / 8, n[7] * (64 if t % 17 == 0 else 1)]
         grads.append({"w": np.array(w, dtype=dt), "b": np.array(b, dtype=dt)})
     if vector_axes is not None:
-        grads = [_near_epsilon(g, vector_axes, dt) for g in grads]
+        axes = {key: vector_axes.get(key) if isinstance(vector_axes, dict) else vector_axes for key in params}
+        axes = {key: None if a is None else {i % params[key].ndim for i in a} for key, a in axes.items()}
+        unknown = sorted(set(vector_axes) - set(params)) if isinstance(vector_axes, dict) else []
+        if unknown:
+            raise ValueError(f"vector_axes names {unknown}; the probe's parameters are {sorted(params)}")
+        several = [key for key, a in axes.items() if a is not None and len(a) < params[key].ndim]
+        single = [key for key, a in axes.items() if a is not None and len(a) == params[key].ndim]
+        tiny = set(several) or set(single[:1])   # one whole vector of these goes near epsilon
+        grads = [_near_epsilon(g, axes, tiny, dt) for g in grads]
     return params, grads
 
 
-def _near_epsilon(g: dict, vector_axes, dt) -> dict:
-    """The ND-Adam probe's gradient: a whole weight vector, and one element of each scalar
-    parameter, scaled down to epsilon's size (powers of two: exact)."""
+def _near_epsilon(g: dict, axes: dict, tiny: set, dt) -> dict:
+    """The ND-Adam probe's gradient: a whole weight vector (the first, of the parameters in
+    ``tiny``), and one element of each scalar parameter, scaled down to epsilon's size (powers of
+    two: exact); the other vectors' coordinates near epsilon are brought up to order 1, so that
+    they show the step size."""
     out = {}
     for key, x in g.items():
-        axes = vector_axes.get(key) if isinstance(vector_axes, dict) else vector_axes
         x = np.array(x, dtype=np.float64)
-        if axes is None:
+        if axes[key] is None:
             x.reshape(-1)[-1] *= 2.0**-25
-        else:   # Adam's coordinates near epsilon brought up to order 1, then one whole vector brought down
+        else:
             x = np.where(np.abs(x) < 2.0**-20, x * 2.0**24, x)
-            first = tuple(slice(None) if i in {a % x.ndim for a in axes} else 0 for i in range(x.ndim))
-            x[first] *= 2.0**-27
+            if key in tiny:
+                first = tuple(slice(None) if i in axes[key] else 0 for i in range(x.ndim))
+                x[first] *= 2.0**-27
         out[key] = x.astype(dt)
     return out
