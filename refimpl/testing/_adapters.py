@@ -2,8 +2,9 @@
 
 Each adapter imports its library only when called; a missing library raises ``ImportError``
 saying what to install. Every adapter also declares ``hyperparameters`` (the numbers it
-computes with, read from the library after construction) and ``family`` (``"adam"``/``"sgd"``),
-so that :func:`~refimpl.testing.diagnose` builds its grid on the right numbers.
+computes with, read from the library after construction; per parameter where param groups or
+masks give parameters different values) and ``family`` (``"adam"``/``"sgd"``, or None: then
+:func:`~refimpl.testing.diagnose` decides), so that diagnose builds its grid on the right numbers.
 
 The candidate protocol is pure on the outside: ``step`` receives NumPy parameters and
 gradients and returns new NumPy parameters; the peer's own state (a PyTorch optimizer, an optax
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -105,8 +107,9 @@ def from_step(fn: Callable, init: Callable | None = None, *, hyperparameters: Ma
                         f"from a fixed state use init=lambda params: state")
     if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
         raise TypeError(f"hyperparameters must be a dict such as {{'lr': 0.01}}, got {_describe(hyperparameters)}")
-    if family is not None and family not in ("adam", "sgd"):
-        raise ValueError(f"family={family!r} must be 'adam', 'sgd' or None")
+    if family is not None and family not in ("adam", "sgd", "ndadam", "adal"):
+        raise ValueError(f"family={family!r} must be 'adam', 'sgd', 'ndadam', 'adal' or None (diagnose then "
+                         f"decides from the trajectory)")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string, got {_describe(name)}")
     label = name or f"from_step({getattr(fn, '__qualname__', None) or type(fn).__name__})"
@@ -296,6 +299,11 @@ class OptaxCandidate:
     hyperparameters: dict | None
     family: str | None
     name: str
+    per_parameter: Callable | None = None    # params -> hyperparameters, for masks and labels given as functions
+
+    def hyperparameters_for(self, params):
+        """The declared hyperparameters for these params (a mask or label function evaluated on them)."""
+        return self.hyperparameters if self.per_parameter is None else self.per_parameter(params)
 
     def _precision(self, tree):
         return _jax_x64_for(tree)
@@ -331,6 +339,11 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
       :func:`diagnose`, or use the second form.
     * ``from_optax(optax.adam, learning_rate=1e-2, b1=0.9)``: the adapter builds the
       transformation and knows its hyperparameters (those not given take the factory's defaults).
+      A ``mask`` (``optax.adamw(..., mask={"w": True, "b": False})``, or a function of the params)
+      declares the weight decay per parameter: its value where the mask is True, 0 elsewhere.
+    * ``from_optax(optax.multi_transform, transforms={"decay": from_optax(optax.adamw, ...),
+      "none": from_optax(optax.adam, ...)}, param_labels={"w": "decay", "b": "none"})``: each
+      label's transformation, and the hyperparameters of each parameter from its label's.
 
     float64 parameters run under ``jax.enable_x64(True)`` for each call only.
     """
@@ -350,6 +363,8 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
         raise TypeError(f"transformation must be an optax GradientTransformation (optax.adam(1e-3)) or a factory "
                         f"(optax.adam) with its keyword arguments, got {_describe(transformation)}")
     name = _optax_name(optax, transformation)
+    if transformation in (getattr(optax, "multi_transform", None), getattr(optax, "partition", None)):
+        return _multi_transform(optax, hyperparameters, kwargs)
     try:
         bound = inspect.signature(transformation).bind(**kwargs)
     except TypeError as e:
@@ -370,7 +385,72 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
         momentum = values.get("momentum")
         hyper = {"lr": float(values["lr"]), "momentum": float(momentum or 0.0), "dampening": 0.0,
                  "weight_decay": 0.0, "nesterov": bool(values.get("nesterov", False))}
-    return OptaxCandidate(tx, hyper, family, f"optax.{name}({_call(kwargs)})")
+    mask = bound.arguments.get("mask")
+    per_parameter = None
+    if mask is not None and hyperparameters is None and hyper is not None and "weight_decay" in hyper:
+        # optax.adamw(..., mask=...): the decay applies where the mask is True (optax.masked).
+        per_parameter = functools.partial(_masked_decay, hyper, mask)
+        hyper = per_parameter(None) if not callable(mask) else None
+    return OptaxCandidate(tx, hyper, family, f"optax.{name}({_call(kwargs)})", per_parameter)
+
+
+def _masked_decay(hyper: dict, mask, params) -> dict:
+    """``hyper`` with its weight decay where ``mask`` (a tree of booleans like the params, or a
+    function of the params giving one) is True and 0 elsewhere: per parameter."""
+    tree = mask(params) if callable(mask) else mask
+    if not isinstance(tree, Mapping):
+        return dict(hyper, weight_decay=hyper["weight_decay"] if bool(tree) else 0.0)
+    return dict(hyper, weight_decay={k: hyper["weight_decay"] if bool(on) else 0.0 for k, on in tree.items()})
+
+
+def _multi_transform(optax, hyperparameters, kwargs) -> OptaxCandidate:
+    """``from_optax(optax.multi_transform, transforms={label: from_optax(...)}, param_labels=...)``:
+    each label's transformation, and its declared hyperparameters for the parameters it labels."""
+    transforms, labels = kwargs.get("transforms"), kwargs.get("param_labels")
+    if not isinstance(transforms, Mapping) or labels is None:
+        raise TypeError("from_optax(optax.multi_transform, transforms={label: ...}, param_labels=...) needs both "
+                        "arguments; give each transform as from_optax(optax.adamw, ...) so that its "
+                        "hyperparameters are known")
+    inner = {label: t.transformation if isinstance(t, OptaxCandidate) else t for label, t in transforms.items()}
+    declared = {label: t.hyperparameters_for if isinstance(t, OptaxCandidate) else None
+                for label, t in transforms.items()}
+    try:
+        tx = optax.multi_transform(inner, labels, **{k: v for k, v in kwargs.items()
+                                                     if k not in ("transforms", "param_labels")})
+    except Exception as e:  # noqa: BLE001
+        raise type(e)(f"optax.multi_transform(...) raised: {e}") from None
+    families = {t.family for t in transforms.values() if isinstance(t, OptaxCandidate)}
+    family = families.pop() if len(families) == 1 else None
+    names = ", ".join(f"{label!r}: {t.name if isinstance(t, OptaxCandidate) else 'a transformation'}"
+                      for label, t in transforms.items())
+    per_parameter = None
+    if hyperparameters is None and all(d is not None for d in declared.values()):
+        per_parameter = functools.partial(_labelled, declared, labels)
+    hyper = dict(hyperparameters) if hyperparameters is not None else \
+        (per_parameter(None) if per_parameter is not None and not callable(labels) else None)
+    return OptaxCandidate(tx, hyper, family, f"optax.multi_transform({{{names}}}, param_labels={labels!r})",
+                          per_parameter)
+
+
+def _labelled(declared: dict, labels, params) -> dict | None:
+    """Per-parameter hyperparameters from each label's declaration (a number where all agree)."""
+    tree = labels(params) if callable(labels) else labels
+    if not isinstance(tree, Mapping):
+        return declared[tree](params)
+    groups = []
+    for key, label in tree.items():
+        h = declared[label](None if params is None else {key: params[key]})
+        if h is None:
+            return None
+        groups.append(([key], _flat_per_key(h, key)))
+    if len({frozenset(h) for _, h in groups}) > 1:
+        return None   # transforms of different families: nothing common to declare
+    return _per_parameter(groups)
+
+
+def _flat_per_key(h: dict, key: str) -> dict:
+    """One parameter's values of a declaration whose values may be per parameter."""
+    return {name: (v[key] if isinstance(v, Mapping) else v) for name, v in h.items()}
 
 
 # ----------------------------------------------------------------------------- Keras
