@@ -271,3 +271,47 @@ def test_the_counts_still_reject_another_convention(n):
     with pytest.raises(AssertionError, match="first divergence: step 1, params\\['w'\\]\\[0, "):
         assert_matches(paper, refimpl.NDAdam(vector_axes={"w": (1,)}, lr_vector=1e-3, lr_scalar=1e-3, eps_hat=True),
                        params, grads)
+
+
+# ----------------------------------------------------------------------------- first steps (prop-oracle-families)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x)
+
+
+@pytest.mark.claim("prop-oracle-families")
+@settings(max_examples=100)
+@given(n=st.integers(2, 6), seed=st.integers(0, 2**32 - 1), rho=st.floats(0.2, 5.0),
+       lr=st.floats(1e-3, 0.5), beta2=st.floats(0.5, 0.9999), eps=st.sampled_from([1e-8, 1e-3]),
+       tiny=st.booleans())
+def test_the_first_steps_of_the_three_versions(n, seed, rho, lr, beta2, eps, tiny):
+    """The formulas of the proposition for the paper (normalized start), the TensorFlow code and
+    the PyTorch code; part 1: the two codes differ (w_0 and g independent, eps > 0); part 2: with
+    a gradient orthogonal to w_0 the paper and the TensorFlow code turn w_0 by the stated angles."""
+    rng = np.random.default_rng(seed)
+    w0 = rho * _unit(rng.standard_normal(n))
+    g_bar = rng.standard_normal(n) * (1e-8 if tiny else 1.0)
+    common = dict(vector_axes=(0,), lr_vector=lr, beta2=beta2, eps=eps)
+    versions = {"paper": refimpl.NDAdam(normalize_at_start=True, **common), "tf": refimpl.NDAdam(**common),
+                "pt": refimpl.NDAdam(eps_hat=True, **common)}
+    w1 = {k: opt.step(w0, g_bar, opt.init(w0))[0] for k, opt in versions.items()}
+    w_hat = w0 / rho
+    g = g_bar - (g_bar @ w0) * w0
+    g_hat = g_bar - (g_bar @ w_hat) * w_hat
+    want = {"paper": _unit(w_hat - lr * g_hat / (np.linalg.norm(g_hat) + eps)),
+            "tf": _unit(w0 - lr * g / (np.linalg.norm(g) + eps)),
+            "pt": _unit(w0 - lr * g / (np.linalg.norm(g) + eps / math.sqrt(1 - beta2)))}
+    for k in versions:
+        assert np.allclose(w1[k], want[k], rtol=0, atol=1e-12), k
+    # Part 1: w_0 and g are independent (a random gradient), eps > 0 and beta2 > 0: the codes differ.
+    c_tf, c_pt = lr / (np.linalg.norm(g) + eps), lr / (np.linalg.norm(g) + eps / math.sqrt(1 - beta2))
+    if abs(c_tf - c_pt) > 1e-9 * c_tf:
+        assert not np.allclose(w1["tf"], w1["pt"], rtol=0, atol=1e-14)
+    # Part 2: an orthogonal gradient; the angles of the two first steps.
+    g_perp = g_bar - (g_bar @ w_hat) * w_hat
+    a = lr * np.linalg.norm(g_perp) / (np.linalg.norm(g_perp) + eps)
+    for k, angle in (("paper", math.atan(a)), ("tf", math.atan(a / rho))):
+        turned = _unit(versions[k].step(w0, g_perp, versions[k].init(w0))[0])
+        along = float(turned @ w_hat)           # the angle by atan2: accurate for small angles too
+        assert math.atan2(np.linalg.norm(turned - along * w_hat), along) == pytest.approx(angle, rel=1e-9), k

@@ -342,32 +342,51 @@ def infer_lr(record: dict, inputs: Inputs, h: dict, family: str = "adam") -> lis
 
 
 def _infer_sgd(record: dict, inputs: Inputs) -> list[dict]:
-    """SGD's lr from its first step, :math:`\\theta_1 = \\theta_0 - \\alpha g_1`, and heavy-ball
-    momentum from its second, :math:`\\theta_2 = \\theta_1 - \\alpha(\\mu g_1 + g_2)`."""
+    r"""SGD's numbers from its first two steps. From zero momentum, heavy-ball and dampened SGD
+    move by :math:`\alpha g_1` and then by :math:`a g_2 + b g_1` with :math:`a = \alpha(1-\tau)`,
+    :math:`b = \alpha\mu`; Nesterov moves by :math:`\alpha(1+\mu) g_1`, then :math:`a = \alpha(1+\mu)`,
+    :math:`b = \alpha\mu^2`. The ratio :math:`r` of the first step to :math:`g_1` and a
+    least-squares fit of :math:`a, b` over the coordinates give the numbers of both readings."""
     if inputs.grads is None:
         return []
-    ratios, mus = [], []
+    d1, d2, g1, g2 = [], [], [], []
     for key, r in record.items():
-        g1 = np.asarray(inputs.grads[0][key], dtype=np.float64).reshape(-1)
-        d1 = (r[0].astype(np.float64) - r[1].astype(np.float64)).reshape(-1)
-        keep = np.abs(g1) > 1e-6
-        ratios.extend((d1[keep] / g1[keep]).tolist())
-    ratios = [x for x in ratios if math.isfinite(x) and x > 0]
-    lr = _snap(float(np.median(ratios))) if ratios else None
-    if lr is None:
+        x = r.astype(np.float64).reshape(r.shape[0], -1)
+        g1.append(np.asarray(inputs.grads[0][key], dtype=np.float64).reshape(-1))
+        d1.append(x[0] - x[1])
+        if inputs.steps >= 2:
+            g2.append(np.asarray(inputs.grads[1][key], dtype=np.float64).reshape(-1))
+            d2.append(x[1] - x[2])
+    d1, g1 = np.concatenate(d1), np.concatenate(g1)
+    keep = np.abs(g1) > 1e-6
+    with np.errstate(all="ignore"):
+        ratios = d1[keep] / g1[keep]
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if not ratios.size:
         return []
-    if inputs.steps >= 2:
-        for key, r in record.items():
-            g1 = np.asarray(inputs.grads[0][key], dtype=np.float64).reshape(-1)
-            g2 = np.asarray(inputs.grads[1][key], dtype=np.float64).reshape(-1)
-            d2 = (r[1].astype(np.float64) - r[2].astype(np.float64)).reshape(-1)
-            keep = np.abs(g1) > 1e-3
-            with np.errstate(all="ignore"):
-                mus.extend(((d2[keep] / lr - g2[keep]) / g1[keep]).tolist())
-    mus = [x for x in mus if math.isfinite(x)]
-    mu = float(np.median(mus)) if mus else 0.0
-    mu = 0.0 if abs(mu) < 1e-3 else _snap(mu)
-    return [{"lr": lr} | ({"momentum": mu} if mu is not None and 0 < mu else {})]
+    r = float(np.median(ratios))
+    out = []
+    if not g2:
+        return [{"lr": _snap(r)}] if _snap(r) else []
+    d2, g2 = np.concatenate(d2), np.concatenate(g2)
+    ok = np.isfinite(d2) & np.isfinite(g1) & np.isfinite(g2)
+    design = np.stack([g2[ok], g1[ok]], axis=1)
+    if design.shape[0] < 2 or np.linalg.matrix_rank(design) < 2:
+        return [{"lr": _snap(r)}] if _snap(r) else []
+    (a, b), *_ = np.linalg.lstsq(design, d2[ok], rcond=None)
+
+    def snapped(x):
+        return 0.0 if abs(x) < 1e-3 else _snap(x) if x > 0 else None
+    mu, tau, lr = snapped(b / r), snapped(1 - a / r), _snap(r)      # heavy-ball, possibly dampened
+    if lr is not None and mu is not None and tau is not None and tau <= 1:
+        out.append({"lr": lr} | ({"momentum": mu} if mu else {}) | ({"dampening": tau} if mu and tau else {}))
+    mu_n = (b + math.sqrt(max(b * b + 4 * r * b, 0.0))) / (2 * r) if b > 0 else 0.0   # Nesterov
+    mu_n = snapped(mu_n)
+    if mu_n:
+        lr_n = _snap(r / (1 + mu_n))
+        if lr_n is not None:
+            out.append({"lr": lr_n, "momentum": mu_n, "nesterov": True})
+    return out
 
 
 def _sums(x, axes):

@@ -59,13 +59,13 @@ REGIMES = ("normal", "zeros", "sign flip", "tiny", "huge", "sparse")
 
 def _scales(dtype: np.dtype) -> dict:
     """Powers of two for the tiny and huge regimes of ``dtype``: tiny gradients sit near (and below)
-    epsilon = 1e-8 in float32 and float64; huge ones keep ``g * g`` and its sums finite."""
+    epsilon = 1e-8 in float32 and float64; huge ones keep ``g**4`` (AdaL squares ``|g| g``) finite."""
     max_exp = np.finfo(dtype).maxexp
     if max_exp >= 1024:                       # float64
-        return {"tiny": -60, "huge": 200}
+        return {"tiny": -60, "huge": 100}
     if max_exp >= 128:                        # float32, bfloat16
-        return {"tiny": -30, "huge": 40}
-    return {"tiny": -10, "huge": 4}            # float16: 2**4 * 8 squared stays below 65504
+        return {"tiny": -30, "huge": 20}
+    return {"tiny": -10, "huge": 2}            # float16: (2**2 * 8)**2 stays below 65504
 
 
 def _dtype(dtype) -> np.dtype:
@@ -142,7 +142,8 @@ def gradient_streams(params, *, dtype=None, min_steps: int = 1, max_steps: int =
     to 8), ``"zeros"`` (the whole gradient is 0: the moments still decay),
     ``"sign flip"`` (the previous step's gradient negated: the first moment cancels),
     ``"tiny"`` (times ``2**-30`` in float32, ``2**-60`` in float64: near and below epsilon),
-    ``"huge"`` (times ``2**40`` in float32, ``2**200`` in float64: the square stays finite) and
+    ``"huge"`` (times ``2**20`` in float32, ``2**100`` in float64: the fourth power, which
+    AdaL's second moment holds, stays finite) and
     ``"sparse"`` (one array of the tree left at zero). Shrinks towards one step of ``"normal"``.
     """
     if isinstance(params, st.SearchStrategy):
