@@ -20,8 +20,8 @@ A whole test of your own optimizer:
 
 pytest collects ``test_my_adam``; it passes, or fails with the first step where the two part
 and the shrunk parameters and gradient stream. This module needs ``hypothesis`` (a test-time
-dependency: ``pip install hypothesis``); ``import refimpl`` and ``import refimpl.testing`` do not
-import it.
+dependency: ``pip install 'refimpl[strategies]'`` or ``pip install hypothesis``); ``import refimpl``
+and ``import refimpl.testing`` do not import it.
 
 Every strategy takes ``dtype`` (``"float64"``, ``"float32"``, ``"float16"``; ``"bfloat16"`` with
 ``ml_dtypes``) and draws values exact in it:
