@@ -8,7 +8,12 @@ as its paper's algorithm box:
 * ``params`` and ``grads`` are one floating array or a ``dict`` of them (a *tree*); the state
   holds each moment in the same structure.
 * Hyperparameters are Python numbers, arrays that broadcast against the parameters (a batch of
-  configurations), or, where allowed, callables of the 1-based step ``t`` (a schedule).
+  configurations), or, where allowed, callables of the 1-based step ``t`` (a schedule). Any of
+  them may instead be a dict keyed like the parameters, one value (of those forms) per
+  parameter: weight decay on the weights and none on the biases. The optimizer then steps each
+  parameter as the configuration holding its values (:meth:`Optimizer._update_keyed`); which
+  hyperparameters are per parameter is decided once, at construction, so an optimizer without
+  any pays nothing for the possibility.
 * Every check runs before anything is computed, so bad input raises a ``ValueError`` or
   ``TypeError`` naming the argument and its value and leaves inputs and state untouched.
 * The checks of *structure* (keys, array types, shapes, dtypes, one library, broadcasting) depend
@@ -33,7 +38,7 @@ import array_api_compat
 __all__ = ["Optimizer", "Tree", "Hyper"]
 
 Tree = Any  # one array, or a dict name -> array
-Hyper = Any  # a real number, an array broadcasting against the parameters, or a callable of t
+Hyper = Any  # a real number, an array broadcasting against the parameters, a callable of t, or a dict of these
 
 _SINGLE = ""  # the key under which a lone array travels inside the machinery
 
@@ -92,7 +97,7 @@ def unflatten(flat: Mapping[str, Any] | None, like: Mapping[str, Any]) -> Tree:
         return None
     if len(like) == 1 and _SINGLE in like:
         return flat[_SINGLE]
-    return {key: flat[key] for key in like}
+    return {key: flat[key] for key in like if key in flat}
 
 
 def is_floating(x) -> bool:
@@ -214,17 +219,30 @@ class Optimizer:
 
     def __post_init__(self):
         object.__setattr__(self, "_namespaces", {})  # signature of a checked call -> (namespace, has 0-d)
+        keyed = {}
         for field, (interval, schedulable) in self._HYPERS.items():
             value = getattr(self, field)
-            if callable(value) and not _is_array(value):
-                if not schedulable:
-                    raise TypeError(f"{field} cannot be a schedule (callable) in {type(self).__name__}; "
-                                    f"give a number or an array")
-                continue
-            check_value(field, value, interval)
-            if _is_array(value):  # a private, read-only copy: later edits to the caller's array cannot leak in
-                object.__setattr__(self, field, _frozen_copy(value))
+            if isinstance(value, Mapping):  # one value per parameter
+                keyed[field] = {key: self._checked_hyper(f"{field}[{key!r}]", v, interval, schedulable)
+                                for key, v in _keyed_items(field, value)}
+                object.__setattr__(self, field, dict(keyed[field]))  # a private copy
+            else:
+                object.__setattr__(self, field, self._checked_hyper(field, value, interval, schedulable))
         self._check_options()
+        object.__setattr__(self, "_keyed", tuple(keyed))
+        object.__setattr__(self, "_clones", _clones(self, keyed) if keyed else None)
+
+    def _checked_hyper(self, name: str, value, interval: Interval, schedulable: bool):
+        """``value`` checked for hyperparameter ``name``: a schedule where allowed, else a number or an
+        array in ``interval`` (an array is replaced by a private, read-only copy)."""
+        if callable(value) and not _is_array(value):
+            if not schedulable:
+                raise TypeError(f"{name} cannot be a schedule (callable) in {type(self).__name__}; "
+                                f"give a number or an array")
+            return value
+        check_value(name, value, interval)
+        # A private, read-only copy of an array: later edits to the caller's array cannot leak in.
+        return _frozen_copy(value) if _is_array(value) else value
 
     def _check_options(self) -> None:
         """Validate the non-numeric options (overridden where there are any)."""
@@ -241,14 +259,33 @@ class Optimizer:
         if type(value) is float or not callable(value) or _is_array(value):
             return value  # checked once, at construction
         value = value(t)
-        check_value(name, value, interval, at_step=t)
+        label = name if self._where is None else f"{name}[{self._where!r}]"   # a clone's: one parameter's value
+        check_value(label, value, interval, at_step=t)
         if _is_array(value):
-            namespace(params=p, **{f"{name}(t={t})": {_SINGLE: value}})
-            self._check_broadcast(p, {f"{name}(t={t})": value})
+            namespace(params=p, **{f"{label}(t={t})": {_SINGLE: value}})
+            self._check_broadcast(p, {f"{label}(t={t})": value})
         return value
 
+    _where = None  # on the configuration of one parameter (see _clones): that parameter's key
+
+    def _value(self, name: str, key: str):
+        """Hyperparameter ``name`` for the parameter ``key``: its own value if ``name`` is per parameter."""
+        value = getattr(self, name)
+        return value[key] if name in self._keyed else value
+
     def _hyper_arrays(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._HYPERS if _is_array(getattr(self, name))}
+        """The array hyperparameters, by name (``lr`` or, per parameter, ``lr['w']``)."""
+        return {label: h for label, h, _ in self._array_hypers()}
+
+    def _array_hypers(self) -> list[tuple[str, Any, str | None]]:
+        """``(name, array, key)`` for every array hyperparameter; ``key`` is the one parameter a
+        per-parameter value applies to, or None (it applies to every parameter)."""
+        out = []
+        for name in self._HYPERS:
+            value = getattr(self, name)
+            items = value.items() if name in self._keyed else [(None, value)]
+            out += [(name if key is None else f"{name}[{key!r}]", h, key) for key, h in items if _is_array(h)]
+        return out
 
     # ------------------------------------------------------------------ public API
 
@@ -256,6 +293,7 @@ class Optimizer:
         """The state before the first step: ``t = 0`` and every moment zero."""
         p = leaves(params, "params")
         xp = namespace(params=p)
+        self._check_keys(p)
         self._check_params(p)
         moments = {}
         for field in self.State._fields[1:]:
@@ -279,7 +317,10 @@ class Optimizer:
                 if not bool(xp.all(xp.isfinite(x))):
                     raise FloatingPointError(f"{_name('grads', key)} holds NaN or Inf at step t={state.t + 1}")
         t = state.t + 1
-        new_p, new_s = self._update(p, g, s, t, xp)
+        if self._clones is None:
+            new_p, new_s = self._update(p, g, s, t, xp)
+        else:  # per-parameter hyperparameters
+            new_p, new_s = self._update_keyed(p, g, s, t, xp)
         if zero_d:  # NumPy's arithmetic on 0-d arrays returns NumPy scalars: make them arrays again
             new_p, new_s = _arrays(new_p, xp), {field: _arrays(tree, xp) for field, tree in new_s.items()}
         moments = [unflatten(new_s.get(f), p) for f in self.State._fields[1:]]
@@ -302,6 +343,7 @@ class Optimizer:
             p = leaves(params, "params")
             g = leaves(grads, "grads")
             xp = namespace(params=p, grads=g, hyperparameters=self._hyper_arrays(), **_state_arrays(state))
+            self._check_keys(p)
             self._check_params(p)
             self._check_grads(p, g)
             s = self._check_state(state, p)
@@ -391,14 +433,48 @@ class Optimizer:
             flat[field] = s
         return flat
 
+    def _check_keys(self, p: dict) -> None:
+        """Every per-parameter hyperparameter has exactly the keys of ``params``."""
+        for name in self._keyed:
+            have = getattr(self, name)
+            if _SINGLE in p:
+                raise TypeError(f"{name} is a dict keyed by parameter name ({sorted(have)}) but params is a single "
+                                f"array; give params as a dict with those keys, or {name} as one value")
+            missing, unknown = sorted(set(p) - set(have)), sorted(set(have) - set(p))
+            if missing or unknown:
+                raise ValueError(f"{name} has one value per parameter, but its keys {sorted(have)} are not those of "
+                                 f"params {sorted(p)}: missing {missing}, unknown {unknown}")
+
     def _check_broadcast(self, p: dict, hypers: dict | None = None) -> None:
-        """Array hyperparameters must broadcast to each parameter's shape without enlarging it."""
-        for name, h in (self._hyper_arrays() if hypers is None else hypers).items():
+        """Array hyperparameters must broadcast to each parameter's shape without enlarging it (a
+        per-parameter one, to its own parameter's shape)."""
+        targets = self._array_hypers() if hypers is None else [(name, h, None) for name, h in hypers.items()]
+        for name, h, only in targets:
             for key, x in p.items():
+                if only is not None and key != only:
+                    continue  # lr['w'] applies to params['w'] only
                 if not _broadcasts_to(tuple(h.shape), tuple(x.shape)):
                     raise ValueError(f"{name} has shape {tuple(h.shape)}, which does not broadcast to the shape "
                                      f"{tuple(x.shape)} of {_name('params', key)}; a sweep over K configurations "
                                      f"gives params a leading axis of size K and {name} the shape (K, 1, ...)")
+
+    # ------------------------------------------------------------------ per-parameter hyperparameters
+
+    def _update_keyed(self, p: dict, g: dict, s: dict, t: int, xp, **shared) -> tuple[dict, dict]:
+        """``_update`` with per-parameter hyperparameters: each parameter is stepped by the
+        configuration that holds its own values (built once, at construction), with the common
+        step count. ``shared`` holds quantities that couple the parameters (AdaL's global norm),
+        computed by the caller over all of them: ``{name: {key: value}}``."""
+        new_p, new_s = {}, {}
+        for key in p:
+            one_s = {field: {key: tree[key]} for field, tree in s.items() if tree is not None and key in tree}
+            one_shared = {name: {key: values[key]} for name, values in shared.items()}
+            one_p, one_state = self._clones[key]._update({key: p[key]}, {key: g[key]}, one_s, t, xp, **one_shared)
+            new_p[key] = one_p[key]
+            for field, tree in one_state.items():
+                if tree is not None:
+                    new_s.setdefault(field, {})[key] = tree[key]
+        return new_p, {field: new_s.get(field) for field in self.State._fields[1:]}
 
     # ------------------------------------------------------------------ to be provided
 
@@ -410,6 +486,33 @@ class Optimizer:
 
 
 _SIGNATURES_KEPT = 64
+
+
+def _keyed_items(name: str, value: Mapping) -> list:
+    """The items of a per-parameter hyperparameter, or a ``TypeError`` naming a bad key."""
+    if not value:
+        raise ValueError(f"{name} is an empty dict; give one value per parameter name, or one value for all")
+    for key in value:
+        if not isinstance(key, str) or key == _SINGLE:
+            raise TypeError(f"{name} has a key {key!r}; keys must be the parameters' names (non-empty strings)")
+    return list(value.items())
+
+
+def _clones(opt: Optimizer, keyed: dict) -> dict:
+    """For per-parameter hyperparameters: ``{key: the configuration of parameter key}``, each with
+    plain values. Every per-parameter hyperparameter must name the same parameters."""
+    names = list(keyed)
+    keys = set(keyed[names[0]])
+    for name in names[1:]:
+        if set(keyed[name]) != keys:
+            raise ValueError(f"{name} has keys {sorted(keyed[name])} but {names[0]} has keys {sorted(keys)}; every "
+                             f"per-parameter hyperparameter needs one value for each parameter")
+    clones = {}
+    for key in sorted(keys):
+        clone = dataclasses.replace(opt, **{name: keyed[name][key] for name in names})
+        object.__setattr__(clone, "_where", key)
+        clones[key] = clone
+    return clones
 
 
 def _arrays(flat: dict | None, xp) -> dict | None:

@@ -1,18 +1,26 @@
-"""Golden vectors: refimpl's trajectories as JSON, for implementations outside Python.
+r"""Golden vectors: refimpl's trajectories as JSON, for implementations outside Python.
 
 ``python -m refimpl vectors write DIR`` writes one file per algorithm (``adam.json``,
 ``ndadam.json``, ``adal.json``, ``sgd.json``) and the JSON Schema (``schema.json``);
 ``python -m refimpl vectors check DIR`` recomputes every case with the current code and
 reports every difference. The canonical set ships in the package (``refimpl/vectors/``).
 
-The format (version 1; ``schema.json`` documents every member):
+The format (version 2; ``schema.json`` documents every member):
 
-* a file: ``{"format": "refimpl-vectors", "version": 1, "algorithm": "Adam", "description",
+* a file: ``{"format": "refimpl-vectors", "version": 2, "algorithm": "Adam", "description",
   "number_encoding", "cases": [...]}``;
 * a case: ``id`` (``adam/eps_hat/float64``), ``description``, ``dtype``, ``hyperparameters``
   (every constructor argument, defaults included), ``shapes`` (of the params and of each
   state field), the initial ``params``, ``steps`` and a ``tolerance``;
-* a step: ``t`` (1 for the first), ``grads`` (fed in), and ``params`` and ``state`` after it.
+* a step: ``t`` (1 for the first), ``grads`` (fed in), and ``params`` and ``state`` after it;
+  when a hyperparameter follows a schedule, ``hyperparameters`` holds its value at that step.
+
+Version 2 adds to version 1 (which refimpl still reads) two forms of a hyperparameter's value:
+a *schedule*, ``{"schedule": "inverse_sqrt", "alpha": 0.01}`` for :math:`\alpha/\sqrt t` and
+``{"schedule": "exponential", "value": 0.9, "rate": 0.99}`` for :math:`\beta_1\lambda^{t-1}`
+(the step size and first-moment decay of Kingma & Ba's convergence theorem), whose value at
+every step is also written in the step, so a consumer need not evaluate it; and a
+*per-parameter* value, ``{"w": 0.1, "b": 0.0}`` (one number per parameter name).
 
 Numbers: the shortest decimal that round-trips to the binary64 value (Python's ``repr``,
 what ``json.dumps`` writes), so any correctly rounding parser (C's ``strtod``, Rust's
@@ -47,7 +55,8 @@ from .testing._probe import lcg_uniforms
 __all__ = ["FORMAT", "VERSION", "CASES", "write", "check", "load", "schema", "canonical_dir"]
 
 FORMAT = "refimpl-vectors"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)      # the versions load() reads (version 2 adds schedules and per-parameter values)
 STEPS = 20
 ALGORITHMS = {"Adam": Adam, "NDAdam": NDAdam, "AdaL": AdaL, "SGD": SGD}
 FILES = {"Adam": "adam.json", "NDAdam": "ndadam.json", "AdaL": "adal.json", "SGD": "sgd.json"}
@@ -86,6 +95,38 @@ class Case(NamedTuple):
     dtype: str
     stream: str = "normal"       # which gradient stream (see _gradients)
     scale: int = 0               # gradients multiplied by 2**scale
+
+
+@dataclasses.dataclass(frozen=True)
+class InverseSqrt:
+    r"""The schedule :math:`\alpha_t = \alpha/\sqrt t` (Kingma & Ba, Theorem 4.1), written to JSON
+    as ``{"schedule": "inverse_sqrt", "alpha": alpha}``."""
+
+    alpha: float
+
+    def __call__(self, t: int) -> float:
+        return self.alpha / math.sqrt(t)
+
+    def to_json(self) -> dict:
+        return {"schedule": "inverse_sqrt", "alpha": self.alpha}
+
+
+@dataclasses.dataclass(frozen=True)
+class Exponential:
+    r"""The schedule :math:`\beta_{1,t} = \beta_1 \lambda^{t-1}` (Kingma & Ba, Theorem 4.1),
+    written to JSON as ``{"schedule": "exponential", "value": beta1, "rate": lam}``."""
+
+    value: float
+    rate: float
+
+    def __call__(self, t: int) -> float:
+        return self.value * self.rate ** (t - 1)
+
+    def to_json(self) -> dict:
+        return {"schedule": "exponential", "value": self.value, "rate": self.rate}
+
+
+SCHEDULES = {"inverse_sqrt": (InverseSqrt, ("alpha",)), "exponential": (Exponential, ("value", "rate"))}
 
 
 def _init_params() -> dict:
@@ -145,6 +186,15 @@ def _cases() -> list[Case]:
                                                          "scalars": "float32_beta_powers"})
     add("Adam", "first_step_spread", "gradient magnitudes from 2**-30 to 2**30: the first step is about lr * "
         "sign(g) except where |g| is near eps", {"lr": 1.0}, stream="spread")
+    add("Adam", "lr_inverse_sqrt", "the step size alpha / sqrt(t), alpha = 0.01 (Kingma & Ba, Theorem 4.1)",
+        {"lr": InverseSqrt(0.01)}, dtypes=both)
+    add("Adam", "theorem_schedules", "alpha / sqrt(t) and beta1 * lambda^(t - 1), lambda = 0.99 (Kingma & Ba, "
+        "Theorem 4.1); the bias correction uses 1 - beta1^t with beta1 of step 1", {"lr": InverseSqrt(0.01),
+                                                                                    "beta1": Exponential(0.9, 0.99)},
+        dtypes=both)
+    add("Adam", "per_parameter_decay", "decoupled weight decay on w only (torch param groups, optax's mask): "
+        "weight_decay per parameter", lr | {"weight_decay": {"w": 0.1, "b": 0.0}, "decoupled_weight_decay": True},
+        dtypes=both)
 
     nd = {"vector_axes": {"w": (0,)}, "lr_vector": 0.05, "lr_scalar": 0.01}
     add("NDAdam", "default", "the paper's ND-Adam", nd, dtypes=both)
@@ -175,6 +225,10 @@ def _cases() -> list[Case]:
     add("SGD", "nesterov", "Nesterov momentum", {"lr": 0.01, "momentum": 0.9, "nesterov": True})
     add("SGD", "weight_decay", "momentum and L2 weight decay", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01})
     add("SGD", "zero_grads", "zero gradients first and last", {"lr": 0.01, "momentum": 0.9}, stream="zeros")
+    add("SGD", "per_parameter", "momentum on w only, and each parameter its own lr: the state keeps a momentum "
+        "buffer for w alone", {"lr": {"w": 0.01, "b": 0.05}, "momentum": {"w": 0.9, "b": 0.0}})
+    add("SGD", "lr_inverse_sqrt", "the step size alpha / sqrt(t), alpha = 0.1", {"lr": InverseSqrt(0.1),
+                                                                                 "momentum": 0.9})
     return cases
 
 
@@ -221,8 +275,31 @@ def _hyper_json(opt) -> dict:
         value = getattr(opt, f.name)
         if value is None:
             continue  # an option left at None (compute_dtype: the parameters' own dtype) is not written
-        out[f.name] = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else value
+        if f.name == "vector_axes" and isinstance(value, dict):
+            out[f.name] = {k: list(v) for k, v in value.items()}
+        elif hasattr(value, "to_json"):
+            out[f.name] = value.to_json()
+        elif isinstance(value, dict):
+            out[f.name] = dict(value)           # one number per parameter
+        else:
+            out[f.name] = value
     return out
+
+
+def _schedules(opt) -> dict:
+    """``{name: schedule}`` for the hyperparameters of ``opt`` that follow a schedule."""
+    return {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if hasattr(getattr(opt, f.name), "to_json")}
+
+
+def _schedule_from_json(value: dict, where: str):
+    kind = value.get("schedule")
+    if kind not in SCHEDULES:
+        raise ValueError(f"{where}: unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")
+    cls, fields = SCHEDULES[kind]
+    if set(value) != {"schedule", *fields}:
+        raise ValueError(f"{where}: a {kind!r} schedule has the members schedule, {', '.join(fields)}; got "
+                         f"{sorted(value)}")
+    return cls(*(float(value[f]) for f in fields))
 
 
 def _hyper_from_json(algorithm: str, hyper: dict, where: str):
@@ -231,7 +308,14 @@ def _hyper_from_json(algorithm: str, hyper: dict, where: str):
     unknown = sorted(set(hyper) - names)
     if unknown:
         raise ValueError(f"{where}: unknown hyperparameter(s) {unknown} for {algorithm}")
-    kwargs = {k: ({n: tuple(a) for n, a in v.items()} if isinstance(v, dict) else v) for k, v in hyper.items()}
+    kwargs = {}
+    for k, v in hyper.items():
+        if k == "vector_axes" and isinstance(v, dict):
+            kwargs[k] = {n: tuple(a) for n, a in v.items()}
+        elif isinstance(v, dict) and "schedule" in v:
+            kwargs[k] = _schedule_from_json(v, f"{where}: hyperparameters.{k}")
+        else:
+            kwargs[k] = v
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -262,15 +346,18 @@ def compute(case: Case, steps: int = STEPS) -> dict:
            "shapes": {"params": {k: list(x.shape) for k, x in params.items()}, "state": shapes_state},
            "params": {k: encode_array(x) for k, x in params.items()}, "steps": [],
            "tolerance": {"rtol": _tolerance(case.dtype)}}
+    schedules = _schedules(opt)
     with np.errstate(all="raise"):  # a canonical case must stay finite and never overflow
         for t, g in enumerate(_gradients(case.stream, case.scale, steps), start=1):
             grads = {k: np.array(v, dtype=dt) for k, v in g.items()}
             params, state = opt.step(params, grads, state)
-            out["steps"].append({
-                "t": t, "grads": {k: encode_array(x) for k, x in grads.items()},
-                "params": {k: encode_array(x) for k, x in params.items()},
-                "state": {f: (None if tree is None else {k: encode_array(x) for k, x in tree.items()})
-                          for f, tree in _state_trees(state).items()}})
+            step = {"t": t, "grads": {k: encode_array(x) for k, x in grads.items()},
+                    "params": {k: encode_array(x) for k, x in params.items()},
+                    "state": {f: (None if tree is None else {k: encode_array(x) for k, x in tree.items()})
+                              for f, tree in _state_trees(state).items()}}
+            if schedules:   # the values refimpl used at this step (binary64)
+                step["hyperparameters"] = {name: float(schedule(t)) for name, schedule in schedules.items()}
+            out["steps"].append(step)
     return out
 
 
@@ -358,8 +445,9 @@ def load(path) -> dict:
     except RecursionError:
         raise ValueError(f"{path} is not a vectors file: its JSON nests arrays or objects deeper than Python's "
                          f"parser allows (a vectors file nests 6 levels)") from None
-    if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") != VERSION:
-        raise ValueError(f"{path.name} has format version {doc.get('version')!r}; this refimpl reads version {VERSION}")
+    if isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("version") not in READABLE:
+        raise ValueError(f"{path.name} has format version {doc.get('version')!r}; this refimpl reads versions "
+                         f"{' and '.join(map(str, READABLE))}")
     try:
         validate(doc, schema())
     except RecursionError:
@@ -392,6 +480,13 @@ def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list
             raise ValueError(f"{where}: steps[{i}] has t={t}; the steps must be numbered 1, 2, 3, ...")
         grads = {k: decode_array(step["grads"].get(k, []), shapes["params"][k], dtype,
                                  f"{where}: steps[{i}].grads[{k!r}]") for k in shapes["params"]}
+        for hp, value in step.get("hyperparameters", {}).items():
+            schedule = getattr(opt, hp, None)
+            if not hasattr(schedule, "to_json"):
+                raise ValueError(f"{where}: steps[{i}].hyperparameters.{hp} is given but {hp} follows no schedule")
+            if float(schedule(t)) != value:
+                out.append(Mismatch(name, cid, f"step {t}: {hp} is {value!r} in the file, refimpl's schedule "
+                                               f"gives {float(schedule(t))!r}"))
         with np.errstate(all="ignore"):
             params, state = opt.step(params, grads, state)
         got = {("params", k): x for k, x in params.items()}

@@ -145,9 +145,10 @@ class AdaL(Optimizer):
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
         return {"m": tuple(p.shape), "v": tuple(p.shape)}
 
-    def _update(self, p, g, s, t, xp):
+    def _update(self, p, g, s, t, xp, scales=None):
         lr = self._resolve("lr", t, NONNEGATIVE, p)
-        scales = l1_scales(g, self.norm, self.batch_ndim, xp)
+        if scales is None:
+            scales = l1_scales(g, self.norm, self.batch_ndim, xp)
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731
@@ -157,3 +158,7 @@ class AdaL(Optimizer):
                                       bias_correction=self.bias_correction, xp=xp)
             new_p[key], new_s["m"][key], new_s["v"][key] = theta, m, v
         return new_p, new_s
+
+    def _update_keyed(self, p, g, s, t, xp, **shared):
+        # The norm spans every parameter, whatever its own hyperparameters: computed once, over all.
+        return super()._update_keyed(p, g, s, t, xp, scales=l1_scales(g, self.norm, self.batch_ndim, xp))

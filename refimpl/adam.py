@@ -221,9 +221,9 @@ class Adam(Optimizer):
 
     def _check_params(self, p: dict) -> None:
         super()._check_params(p)
-        for x in p.values():
+        for key, x in p.items():
             for name in ("eps", "eps_root"):
-                _precision.check_epsilon(name, getattr(self, name), x.dtype, self.compute_dtype)
+                _precision.check_epsilon(name, self._value(name, key), x.dtype, self.compute_dtype)
 
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
         shape = tuple(p.shape)

@@ -39,7 +39,7 @@ from ._core import (NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corre
                     leaves, namespace, sqrt, unflatten)
 from .adam import adam_update
 
-__all__ = ["NDAdam", "NDAdamState", "ndadam_vector_update"]
+__all__ = ["NDAdam", "NDAdamState", "ndadam_vector_update", "unit_vectors"]
 
 
 class NDAdamState(NamedTuple):
@@ -68,6 +68,13 @@ def ndadam_vector_update(w, g_bar, m, v, *, t, axes, lr, beta1, beta2, eps, eps_
     return w_bar / xp.sqrt(xp.sum(w_bar * w_bar, axis=axes, keepdims=True)), m, v  # (13b)
 
 
+def unit_vectors(w, axes, xp):
+    """``w`` with every vector along ``axes`` scaled to unit norm (scaled by its largest entry
+    first, so that no square under- or overflows)."""
+    y = w / xp.max(xp.abs(w), axis=axes, keepdims=True)
+    return y / xp.sqrt(xp.sum(y * y, axis=axes, keepdims=True))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class NDAdam(Optimizer):
     r"""ND-Adam, Algorithm 1 of Zhang et al. (2017).
@@ -92,6 +99,11 @@ class NDAdam(Optimizer):
     weight_decay_scalar : number >= 0
         L2 weight decay added to the gradient of the scalar parameters only, as the official
         PyTorch code does (5e-6 there). The weight vectors need none: their norm is fixed.
+    normalize_at_start : bool
+        ``True``: the initialization of Algorithm 1, :math:`w_{i,0} \leftarrow w_{i,0}/\|w_{i,0}\|`,
+        done by the first step before its update (the step then projects the given gradient on
+        the tangent space at the unit vector). ``False`` (default): the weights are used as given,
+        as both official codes do; :meth:`normalize` does the initialization outside the step.
 
     Notes
     -----
@@ -99,8 +111,8 @@ class NDAdam(Optimizer):
 
     * Epsilon: the paper (and its TensorFlow code) adds it to :math:`\sqrt{\hat v}`; the PyTorch
       code adds it to :math:`\sqrt{v}` before the bias correction: ``eps_hat=True``.
-    * Initial norm: the paper normalizes (:meth:`normalize`); both codes do not (pass the raw
-      weights; see below for the first step).
+    * Initial norm: the paper normalizes (:meth:`normalize`, or ``normalize_at_start=True``);
+      both codes do not (pass the raw weights; see below for the first step).
     * Layout: TensorFlow kernels ``(kh, kw, C_in, C_out)`` take ``vector_axes=(0, 1, 2)``,
       PyTorch kernels ``(C_out, C_in, kh, kw)`` take ``(1, 2, 3)``: the same vectors.
     * Rates: the paper uses :math:`\alpha^v = 0.05`, :math:`\alpha^s = 0.001`; the PyTorch code
@@ -127,6 +139,7 @@ class NDAdam(Optimizer):
     eps: Hyper = 1e-8
     eps_hat: bool = False
     weight_decay_scalar: Hyper = 0.0
+    normalize_at_start: bool = False
 
     State = NDAdamState
     _HYPERS = {"lr_vector": (NONNEGATIVE, True), "lr_scalar": (NONNEGATIVE, True), "beta1": (UNIT, False),
@@ -134,6 +147,7 @@ class NDAdam(Optimizer):
 
     def _check_options(self) -> None:
         self._check_choice("eps_hat", (False, True))
+        self._check_choice("normalize_at_start", (False, True))
         axes = self.vector_axes
         specs = axes.items() if isinstance(axes, Mapping) else [("", axes)]
         for key, spec in specs:
@@ -206,11 +220,7 @@ class NDAdam(Optimizer):
         out = {}
         for key, x in p.items():
             axes = self._normalized_axes(key, x)
-            if axes is None:
-                out[key] = x
-            else:  # scaled by the largest entry first, so that no square under- or overflows
-                y = x / xp.max(xp.abs(x), axis=axes, keepdims=True)
-                out[key] = y / xp.sqrt(xp.sum(y * y, axis=axes, keepdims=True))
+            out[key] = x if axes is None else unit_vectors(x, axes, xp)
         return unflatten(out, p)
 
     def _update(self, p, g, s, t, xp):
@@ -226,6 +236,8 @@ class NDAdam(Optimizer):
                                              beta2=c(self.beta2), eps=c(self.eps), eps_hat=self.eps_hat,
                                              weight_decay=c(self.weight_decay_scalar), xp=xp)
             else:
+                if self.normalize_at_start and t == 1:  # Algorithm 1's initialization: w_0 / ||w_0||
+                    theta = unit_vectors(theta, axes, xp)
                 theta, m, v = ndadam_vector_update(theta, g[key], m, v, t=t, axes=axes, lr=c(lr_vector),
                                                    beta1=c(self.beta1), beta2=c(self.beta2), eps=c(self.eps),
                                                    eps_hat=self.eps_hat, xp=xp)

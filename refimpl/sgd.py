@@ -27,7 +27,10 @@ __all__ = ["SGD", "SGDState", "sgd_update"]
 
 
 def _all(h, predicate) -> bool:
-    """``predicate`` holds for the number ``h`` or for every element of the array ``h``."""
+    """``predicate`` holds for the number ``h``, for every element of the array ``h``, or for every
+    value of the per-parameter dict ``h``."""
+    if isinstance(h, dict):
+        return all(_all(x, predicate) for x in h.values())
     if isinstance(h, (int, float)):
         return bool(predicate(h))
     xp = array_api_compat.array_namespace(h)
@@ -78,11 +81,11 @@ class SGD(Optimizer):
                              f"momentum={self.momentum!r}, dampening={self.dampening!r}")
 
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
-        return {"momentum_buffer": None if is_zero(self.momentum) else tuple(p.shape)}
+        return {"momentum_buffer": None if is_zero(self._value("momentum", key)) else tuple(p.shape)}
 
     def _update(self, p, g, s, t, xp):
         lr = self._resolve("lr", t, NONNEGATIVE, p)
-        buffers = s.get("momentum_buffer")
+        buffers = s.get("momentum_buffer")  # None: no momentum (for these parameters)
         new_p, new_b = {}, ({} if buffers is not None else None)
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731

@@ -86,3 +86,46 @@ def test_optax_amsgrad_is_not_pytorch_amsgrad():
     assert abs(theta["v"][0] - theta["v_hat"][0]) > 1e-3
     # 4 steps of ~20 roundings each (see tolerances.adam_step_bounds): 80u ~ 1e-14 relative.
     np.testing.assert_allclose(np.asarray(x), theta["v_hat"], rtol=80 * 2.0**-53)
+
+
+# ----------------------------------------------------------------------------- free-running, with the users' helper
+#
+# As in the torch tests: refimpl.testing.strategies.matches_refimpl draws the numbers, one of optax's
+# conventions, parameters and a gradient stream of every regime, and optax runs freely (from_optax) within
+# the oracle's per-step tolerance, in float64 and float32. Per-parameter weight decay is optax's mask
+# (optax.adamw(..., mask=...), built on optax.masked).
+
+from refimpl.testing import from_optax  # noqa: E402
+from refimpl.testing.strategies import hyperparameters, matches_refimpl  # noqa: E402
+
+
+def optax_candidate(ref):
+    """The optax transformation that claims to compute the refimpl configuration ``ref``."""
+    numbers = dict(learning_rate=ref.lr, b1=ref.beta1, b2=ref.beta2, eps=ref.eps)
+    if ref.amsgrad:
+        return from_optax(optax.amsgrad, **numbers)
+    if not ref.decoupled_weight_decay:
+        return from_optax(optax.adam, **numbers)
+    wd = ref.weight_decay
+    if isinstance(wd, dict):        # decay where it is nonzero: optax's mask
+        value = max(wd.values())
+        return from_optax(optax.adamw, **numbers, weight_decay=value, mask={k: v != 0 for k, v in wd.items()})
+    return from_optax(optax.adamw, **numbers, weight_decay=wd)
+
+
+def optax_family(h):
+    return st.sampled_from([refimpl.Adam(**dict(h, weight_decay=0.0)),
+                            refimpl.Adam(**dict(h, weight_decay=0.0), amsgrad=True, amsgrad_max_of="v_hat"),
+                            refimpl.Adam(**h, decoupled_weight_decay=True)])
+
+
+def masked(h):
+    return refimpl.Adam(**dict(h, weight_decay={"w": h["weight_decay"], "b": 0.0}), decoupled_weight_decay=True)
+
+
+test_optax_family_float64 = matches_refimpl(optax_candidate, hyperparameters("adam").flatmap(optax_family),
+                                            max_examples=40)
+test_optax_family_float32 = matches_refimpl(optax_candidate, hyperparameters("adam").flatmap(optax_family),
+                                            dtype="float32", max_examples=40)
+test_optax_masked_weight_decay = matches_refimpl(optax_candidate, hyperparameters("adam").map(masked),
+                                                 dtype="float32", max_examples=40)

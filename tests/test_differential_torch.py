@@ -107,3 +107,60 @@ def test_sgd_matches_torch_every_step(grads, data, kw):
         assert_within("theta", t, theta, p.detach().numpy(), b_theta)
         if kw["momentum"] != 0:
             assert_within("momentum_buffer", t, state.momentum_buffer, topt.state[p]["momentum_buffer"].numpy(), b_buf)
+
+
+# ----------------------------------------------------------------------------- free-running, with the users' helper
+#
+# The same comparison a user writes (refimpl.testing.strategies.matches_refimpl): hypothesis draws the
+# numbers, a convention torch implements, parameters and a gradient stream of every regime (zeros, sign
+# flips, tiny and huge magnitudes); torch runs freely through from_torch and must stay within the
+# oracle's per-step tolerance at every step, in float64 and float32. Per-parameter numbers become torch
+# param groups.
+
+from refimpl.testing import from_torch  # noqa: E402
+from refimpl.testing.strategies import hyperparameters, matches_refimpl  # noqa: E402
+
+
+def torch_candidate(ref):
+    """The torch optimizer that claims to compute the refimpl configuration ``ref`` (Adam, AdamW,
+    AMSGrad or SGD), with one param group per parameter when ``ref`` has per-parameter numbers."""
+    if isinstance(ref, refimpl.SGD):
+        cls, numbers = torch.optim.SGD, {"lr": ref.lr, "momentum": ref.momentum, "dampening": ref.dampening,
+                                         "nesterov": ref.nesterov, "weight_decay": ref.weight_decay}
+    else:
+        cls = torch.optim.AdamW if ref.decoupled_weight_decay else torch.optim.Adam
+        numbers = {"lr": ref.lr, "betas": (ref.beta1, ref.beta2), "eps": ref.eps, "weight_decay": ref.weight_decay,
+                   "amsgrad": ref.amsgrad}
+    keyed = {k: v for k, v in numbers.items() if isinstance(v, dict)}
+    if not keyed:
+        return from_torch(cls, foreach=False, **numbers)
+    keys = sorted(next(iter(keyed.values())))
+    groups = [{"params": [k], **{name: v[k] for name, v in keyed.items()}} for k in keys]
+    return from_torch(cls, groups, foreach=False, **{k: v for k, v in numbers.items() if k not in keyed})
+
+
+def adam_family(h):
+    """The conventions torch implements, on the numbers h."""
+    return st.sampled_from([refimpl.Adam(**h), refimpl.Adam(**h, amsgrad=True),
+                            refimpl.Adam(**h, decoupled_weight_decay=True)])
+
+
+def sgd_family(h):
+    momentum = h["momentum"]
+    options = [{}] + ([{"nesterov": True}, {"dampening": 0.5}] if momentum > 0 else [])
+    return st.sampled_from([refimpl.SGD(**h, **o) for o in options])
+
+
+def groups(h):
+    """Weight decay on 'w' only, and each parameter its own lr: what param groups are for."""
+    return dict(h, weight_decay={"w": h["weight_decay"], "b": 0.0}, lr={"w": h["lr"], "b": h["lr"] / 2})
+
+
+test_torch_adam_family_float64 = matches_refimpl(torch_candidate, hyperparameters("adam").flatmap(adam_family),
+                                                 max_examples=60)
+test_torch_adam_family_float32 = matches_refimpl(torch_candidate, hyperparameters("adam").flatmap(adam_family),
+                                                 dtype="float32", max_examples=60)
+test_torch_sgd_float32 = matches_refimpl(torch_candidate, hyperparameters("sgd").flatmap(sgd_family),
+                                         dtype="float32", max_examples=60)
+test_torch_param_groups = matches_refimpl(torch_candidate, hyperparameters("adam").map(groups).flatmap(adam_family),
+                                          dtype="float32", max_examples=60)

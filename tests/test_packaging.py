@@ -25,7 +25,8 @@ else:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-NEEDS = {"torch": "torch", "cupy": "a GPU", "dask": "dask and a cluster"}  # what a block may need beyond refimpl
+NEEDS = {"torch": "torch", "cupy": "a GPU", "dask": "dask and a cluster",
+         "strategies": "hypothesis (refimpl[strategies])"}  # what a block may need beyond refimpl
 
 
 def run(*command, **kwargs) -> subprocess.CompletedProcess:

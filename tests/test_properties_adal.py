@@ -121,6 +121,10 @@ def drift_bound(x_abs, v_hat, S, theta_a, theta_b, *, b1, lr_t, bc1, eps, rho_in
 
 seeds = st.integers(0, 2**32 - 1)
 betas1 = st.floats(0.0, 0.99)
+# P4 bitwise assumes no underflow: a beta1 as small as 1e-300 (hypothesis draws the smallest normal
+# number when a loaded module names it) makes beta1 * m subnormal, where scaling by a power of two no
+# longer commutes with rounding. 0 and [1e-6, 0.99] keep every product normal here (|m| >= 1e-95).
+betas1_normal = st.one_of(st.just(0.0), st.floats(1e-6, 0.99))
 betas2 = st.floats(0.5, 0.9999)
 lrs = st.floats(1e-4, 1.0)
 
@@ -268,7 +272,7 @@ def test_p3_constant_l1_norm_reduces_to_adam(shapes, seed, lr, b1, b2, log_c, ep
 
 @pytest.mark.claim("prop-adal-scale-invariance")
 @pytest.mark.parametrize("eps_mode", MODES)
-@given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1, b2=betas2, norm=st.sampled_from(NORMS),
+@given(shapes=tree_shapes(), seed=seeds, lr=lrs, b1=betas1_normal, b2=betas2, norm=st.sampled_from(NORMS),
        k=st.integers(-20, 20), T=st.integers(1, 30))
 def test_p4_global_scale_invariance_power_of_two_bitwise(eps_mode, shapes, seed, lr, b1, b2, norm, k, T):
     """AdaL P4: with eps = 0, scaling every gradient by s > 0 leaves the trajectory unchanged

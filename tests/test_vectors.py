@@ -154,8 +154,12 @@ def _broken_documents(doc):
         d = json.loads(json.dumps(doc))
         f(d)
         return d
-    yield edit(lambda d: d.update(version=2))
+    yield edit(lambda d: d.update(version=3))
     yield edit(lambda d: d.pop("cases"))
+    yield edit(lambda d: d["cases"][0]["hyperparameters"].update(lr={"schedule": "cosine", "alpha": 0.1}))
+    yield edit(lambda d: d["cases"][0]["hyperparameters"].update(lr={"schedule": "inverse_sqrt"}))
+    yield edit(lambda d: d["cases"][0]["hyperparameters"].update(lr={"w": "0.1"}))
+    yield edit(lambda d: d["cases"][0]["steps"][0].update(hyperparameters={"lr": "0.1"}))
     yield edit(lambda d: d.update(extra=1))
     yield edit(lambda d: d["cases"][0].update(dtype="float16"))
     yield edit(lambda d: d["cases"][0]["steps"][0].update(t=0))
@@ -256,7 +260,7 @@ def test_check_reports_every_change_beyond_the_tolerance(copy):
 
 @pytest.mark.parametrize("breakage, fragment", [
     (lambda p: p.write_text("{not json"), "is not JSON"),
-    (lambda p: _edit(p, lambda d: d.update(version=7)), "format version 7; this refimpl reads version 1"),
+    (lambda p: _edit(p, lambda d: d.update(version=7)), "format version 7; this refimpl reads versions 1 and 2"),
     (lambda p: _edit(p, lambda d: d["cases"][0].pop("tolerance")), "the member 'tolerance' is missing"),
     (lambda p: _edit(p, lambda d: d["cases"][0]["hyperparameters"].update(lr=-1.0)), "lr=-1.0"),
     (lambda p: _edit(p, lambda d: d["cases"][0]["hyperparameters"].update(momentum_x=1)), "momentum_x"),
@@ -316,9 +320,9 @@ def _torch_worst(torch, case, expected) -> float:
 
 def test_cli_write_then_check(tmp_path, capsys):
     assert main(["vectors", "write", str(tmp_path / "v"), "--steps", "21"]) == 0
-    assert "wrote 55 cases of 21 steps" in capsys.readouterr().out
+    assert f"wrote {len(_vectors.CASES)} cases of 21 steps" in capsys.readouterr().out
     assert main(["vectors", "check", str(tmp_path / "v"), "--exact"]) == 0
-    assert capsys.readouterr().out.startswith("OK: 4 file(s), 55 case(s)")
+    assert capsys.readouterr().out.startswith(f"OK: 4 file(s), {len(_vectors.CASES)} case(s)")
 
 
 @pytest.mark.parametrize("copy", ["sgd.json"], indirect=True)
@@ -391,3 +395,44 @@ def test_a_malformed_file_gets_an_error_naming_it_not_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "refimpl", "vectors", "check", str(tmp_path)],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "is not JSON" in done.stdout + done.stderr
+
+
+# ----------------------------------------------------------------------------- format version 2
+
+
+def test_schedules_and_per_parameter_values_are_written_and_read_back():
+    """Version 2: the theory's alpha / sqrt(t) and beta1 * lambda^(t - 1) as schedule objects, their
+    values at every step, and per-parameter numbers; check() rebuilds the optimizer from them."""
+    docs = {name: json.loads((SHIPPED / name).read_text()) for name in _vectors.FILES.values()}
+    assert all(d["version"] == 2 for d in docs.values())
+    case = next(c for c in docs["adam.json"]["cases"] if c["id"] == "adam/theorem_schedules/float64")
+    assert case["hyperparameters"]["lr"] == {"schedule": "inverse_sqrt", "alpha": 0.01}
+    assert case["hyperparameters"]["beta1"] == {"schedule": "exponential", "value": 0.9, "rate": 0.99}
+    for step in case["steps"]:
+        t = step["t"]
+        assert step["hyperparameters"] == {"lr": 0.01 / math.sqrt(t), "beta1": 0.9 * 0.99 ** (t - 1)}
+    opt = _vectors._hyper_from_json("Adam", case["hyperparameters"], "test")
+    assert opt.lr(4) == 0.005 and opt.beta1(1) == 0.9
+    per = next(c for c in docs["sgd.json"]["cases"] if c["id"] == "sgd/per_parameter/float64")
+    assert per["hyperparameters"]["momentum"] == {"w": 0.9, "b": 0.0}
+    assert list(per["shapes"]["state"]["momentum_buffer"]) == ["w"]     # b keeps no buffer
+    assert "hyperparameters" not in docs["adam.json"]["cases"][0]["steps"][0]
+
+
+def test_a_step_value_that_is_not_the_schedules_is_reported(tmp_path):
+    shutil.copy(SHIPPED / "schema.json", tmp_path)
+    doc = json.loads((SHIPPED / "adam.json").read_text())
+    doc["cases"] = [c for c in doc["cases"] if c["id"] == "adam/lr_inverse_sqrt/float64"]
+    doc["cases"][0]["steps"][3]["hyperparameters"]["lr"] = 0.01 / 2.0 + 1e-12
+    (tmp_path / "adam.json").write_text(json.dumps(doc))
+    report = _vectors.check(tmp_path)
+    assert any("step 4: lr is 0.0050000000010000005 in the file, refimpl's schedule gives 0.005" in str(m)
+               for m in report.mismatches), report.mismatches
+
+
+def test_a_version_1_file_is_still_read(tmp_path):
+    shutil.copy(SHIPPED / "schema.json", tmp_path)
+    doc = json.loads((SHIPPED / "adal.json").read_text())
+    doc["version"] = 1
+    (tmp_path / "adal.json").write_text(json.dumps(doc))
+    assert _vectors.check(tmp_path).ok

@@ -1,4 +1,5 @@
-r"""refimpl as an oracle: does an optimizer compute Adam, and if not, which convention does it compute?
+r"""refimpl as an oracle: does an optimizer compute Adam (or SGD, ND-Adam, AdaL), and if not, which
+convention does it compute?
 
 >>> import numpy as np
 >>> from refimpl.testing import diagnose, from_step, probe
@@ -14,20 +15,26 @@ matches Adam(eps_hat=True): the TF1/Keras convention (epsilon hat), max rel err 
 * :func:`assert_matches` runs a candidate and a refimpl optimizer on the same gradients and
   fails at the first step where they part, naming the parameter, the errors and the likely
   convention.
-* :func:`diagnose` runs the candidate against the whole grid of conventions of its family and
-  ranks them (:class:`Diagnosis`).
-* Adapters make candidates of other libraries' optimizers: :func:`from_torch`,
-  :func:`from_optax`, :func:`from_keras`, and :func:`from_step` for any function
-  ``fn(params, grads, state) -> (params, state)``. Each imports its library only when called.
+* :func:`diagnose` decides the candidate's algorithm when it does not declare one (ND-Adam by
+  the unit norm of its weight vectors, else the closest of Adam, AdaL and SGD), runs it against
+  the whole grid of conventions of that family and ranks them (:class:`Diagnosis`).
+* Adapters make candidates of other libraries' optimizers: :func:`from_torch` (param groups
+  included), :func:`from_optax` (masks and ``multi_transform`` included), :func:`from_keras`, and
+  :func:`from_step` for any function ``fn(params, grads, state) -> (params, state)``. Each imports
+  its library only when called. Per-group numbers become refimpl's per-parameter hyperparameters.
 * :func:`probe` makes the default inputs of :func:`diagnose`, built to tell every pair of
   conventions apart; :func:`compat_table` measures the peers installed here.
+* :mod:`refimpl.testing.strategies` (needs hypothesis, imported only when you import it):
+  strategies for parameters, gradient streams and configurations, and ``matches_refimpl``, a
+  property-based test of a candidate against the configuration it claims to compute.
 
 Only the parameters are compared (a candidate's state is its own business); the tolerance is
 explained in :mod:`refimpl.testing._compare`: at step :math:`t`, the largest error of each
 parameter array is at most :math:`\tau_t = u(2^{11} D_t + 2R_t/(1-u))/(1-u')^t`, where
 :math:`D_t` is the distance the reference has travelled, :math:`R_t` the sum of its sizes over
 the steps so far and :math:`u` the unit roundoff of the dtype: small at the first steps, where
-conventions differ most, in float32 as in float64.
+conventions differ most, in float32 as in float64 (ND-Adam's and AdaL's counts grow with the
+length of their sums: :func:`~refimpl.testing._compare.rounding_counts`).
 """
 
 from ._adapters import from_keras, from_optax, from_step, from_torch

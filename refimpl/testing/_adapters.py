@@ -2,8 +2,9 @@
 
 Each adapter imports its library only when called; a missing library raises ``ImportError``
 saying what to install. Every adapter also declares ``hyperparameters`` (the numbers it
-computes with, read from the library after construction) and ``family`` (``"adam"``/``"sgd"``),
-so that :func:`~refimpl.testing.diagnose` builds its grid on the right numbers.
+computes with, read from the library after construction; per parameter where param groups or
+masks give parameters different values) and ``family`` (``"adam"``/``"sgd"``, or None: then
+:func:`~refimpl.testing.diagnose` decides), so that diagnose builds its grid on the right numbers.
 
 The candidate protocol is pure on the outside: ``step`` receives NumPy parameters and
 gradients and returns new NumPy parameters; the peer's own state (a PyTorch optimizer, an optax
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -105,8 +107,9 @@ def from_step(fn: Callable, init: Callable | None = None, *, hyperparameters: Ma
                         f"from a fixed state use init=lambda params: state")
     if hyperparameters is not None and not isinstance(hyperparameters, Mapping):
         raise TypeError(f"hyperparameters must be a dict such as {{'lr': 0.01}}, got {_describe(hyperparameters)}")
-    if family is not None and family not in ("adam", "sgd"):
-        raise ValueError(f"family={family!r} must be 'adam', 'sgd' or None")
+    if family is not None and family not in ("adam", "sgd", "ndadam", "adal"):
+        raise ValueError(f"family={family!r} must be 'adam', 'sgd', 'ndadam', 'adal' or None (diagnose then "
+                         f"decides from the trajectory)")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a string, got {_describe(name)}")
     label = name or f"from_step({getattr(fn, '__qualname__', None) or type(fn).__name__})"
@@ -153,11 +156,21 @@ class TorchCandidate:
     hyperparameters: dict | None
     family: str | None
     name: str
+    param_groups: tuple | None = None   # ({"params": [names], option: value, ...}, ...)
 
     def init(self, params):
         import torch
-        tensors = {k: torch.nn.Parameter(_to_torch(x)) for k, x in _flat(params).items()}
-        return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
+        flat = _flat(params)
+        tensors = {k: torch.nn.Parameter(_to_torch(x)) for k, x in flat.items()}
+        if self.param_groups is None:
+            return self.optimizer_class(list(tensors.values()), **self.kwargs), tensors
+        named = [name for group in self.param_groups for name in group["params"]]
+        missing, unknown = sorted(set(flat) - set(named)), sorted(set(named) - set(flat))
+        if missing or unknown:
+            raise ValueError(f"the param groups name {sorted(named)} but params has keys {sorted(flat)}: "
+                             f"in no group {missing}, not in params {unknown}")
+        groups = [dict(group, params=[tensors[k] for k in group["params"]]) for group in self.param_groups]
+        return self.optimizer_class(groups, **self.kwargs), tensors
 
     def step(self, params, grads, state):
         import torch
@@ -172,12 +185,72 @@ class TorchCandidate:
         return _unflat({k: _from_torch(p) for k, p in tensors.items()}, params), state
 
 
-def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
+def _torch_numbers(torch, optimizer_class, group: dict) -> tuple[str | None, dict | None]:
+    """``(family, hyperparameters)`` that one filled-in param group of ``optimizer_class`` declares."""
+    betas = group.get("betas")
+    numbers = {name: group[name] for name in ("lr", "eps", "weight_decay") if isinstance(group.get(name), (int, float))}
+    if issubclass(optimizer_class, torch.optim.Adam) and betas is not None and len(betas) == 2:
+        return "adam", {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
+                        "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
+    if issubclass(optimizer_class, torch.optim.SGD):
+        return "sgd", {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
+                       "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
+                       "nesterov": bool(group["nesterov"])}
+    if isinstance(betas, (tuple, list)) and len(betas) == 2 and "lr" in numbers:
+        # Another optimizer with Adam's two betas (torch.optim.NAdam, pytorch_optimizer's Lamb, the official
+        # ND-Adam code, ...): its numbers are what a convention would be built on, and diagnose says how far it is.
+        return None, {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
+                      "eps": _number(numbers.get("eps", 1e-8)), "eps_root": 0.0,
+                      "weight_decay": _number(numbers.get("weight_decay", 0.0))}
+    if "lr" in numbers:
+        # Three betas (Adan), or none: only the numbers that mean the same in Adam are declared.
+        return None, {"lr": _number(group["lr"])} | ({"eps": _number(numbers["eps"])} if "eps" in numbers else {})
+    return None, None
+
+
+def _per_parameter(groups: list[tuple[list, dict]]) -> dict:
+    """One declaration from the groups' declarations: a number where every group has the same, else
+    a dict keyed by parameter name (refimpl's per-parameter hyperparameters)."""
+    out = {}
+    for key in groups[0][1]:
+        values = {name: h[key] for names, h in groups for name in names}
+        distinct = set(values.values())
+        out[key] = distinct.pop() if len(distinct) == 1 else values
+    return out
+
+
+def _check_groups(param_groups) -> tuple:
+    hint = ("param_groups must be a list of dicts like torch's, with parameter names for the tensors: "
+            "[{'params': ['w']}, {'params': ['b'], 'weight_decay': 0.0}]")
+    if not isinstance(param_groups, (list, tuple)) or not param_groups:
+        raise TypeError(f"{hint}; got {_describe(param_groups)}")
+    seen = set()
+    for i, group in enumerate(param_groups):
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise TypeError(f"{hint}; param_groups[{i}] is {_describe(group)}")
+        names = group["params"]
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names or \
+                not all(isinstance(n, str) and n for n in names):
+            raise TypeError(f"{hint}; param_groups[{i}]['params'] is {_describe(names)}")
+        twice = sorted(seen & set(names))
+        if twice:
+            raise ValueError(f"param_groups name {twice} in more than one group")
+        seen |= set(names)
+    return tuple(dict(g, params=list(g["params"])) for g in param_groups)
+
+
+def from_torch(optimizer_class, param_groups=None, /, **kwargs) -> TorchCandidate:
     """A candidate from a PyTorch optimizer class and its keyword arguments.
 
     ``from_torch(torch.optim.AdamW, lr=1e-2, weight_decay=0.1)`` builds a fresh optimizer over
     tensors of the params' dtype at ``init`` and runs ``optimizer.step()`` at every step, with
     the gradient in ``.grad``. The keyword arguments are checked at once, by PyTorch.
+
+    ``param_groups`` are torch's param groups with the parameters named by their keys in the
+    params dict: ``from_torch(torch.optim.AdamW, [{"params": ["w"]}, {"params": ["b"],
+    "weight_decay": 0.0}], lr=1e-2, weight_decay=0.1)``. A number that differs between groups is
+    declared per parameter (``weight_decay={"w": 0.1, "b": 0.0}``), which refimpl's optimizers
+    take as they are.
     """
     torch = _require("torch", "from_torch")
     if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)):
@@ -187,34 +260,26 @@ def from_torch(optimizer_class, /, **kwargs) -> TorchCandidate:
                         f"got {_describe(optimizer_class)}{hint}")
     if "params" in kwargs:
         raise TypeError("from_torch makes the parameters itself; do not pass params=")
+    groups = None if param_groups is None else _check_groups(param_groups)
+    dummy = lambda: torch.zeros(1, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    spec = [{"params": [dummy()]}] if groups is None else \
+        [dict(g, params=[dummy() for _ in g["params"]]) for g in groups]
     try:
-        probe = optimizer_class([torch.zeros(1, dtype=torch.float64, requires_grad=True)], **kwargs)
+        probe = optimizer_class(spec, **kwargs)
     except Exception as e:  # noqa: BLE001 - PyTorch raises TypeError, ValueError, ...
         raise type(e)(f"{optimizer_class.__name__}({_call(kwargs)}) was rejected by PyTorch: {e}") from None
-    group = probe.param_groups[0]
-    family = hyper = None
-    betas = group.get("betas")
-    numbers = {name: group[name] for name in ("lr", "eps", "weight_decay") if isinstance(group.get(name), (int, float))}
-    if issubclass(optimizer_class, torch.optim.Adam) and betas is not None and len(betas) == 2:
-        family = "adam"
-        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
-                 "eps": _number(group["eps"]), "eps_root": 0.0, "weight_decay": _number(group["weight_decay"])}
-    elif issubclass(optimizer_class, torch.optim.SGD):
-        family = "sgd"
-        hyper = {"lr": _number(group["lr"]), "momentum": _number(group["momentum"]),
-                 "dampening": _number(group["dampening"]), "weight_decay": _number(group["weight_decay"]),
-                 "nesterov": bool(group["nesterov"])}
-    elif isinstance(betas, (tuple, list)) and len(betas) == 2 and "lr" in numbers:
-        # Another optimizer with Adam's two betas (torch.optim.NAdam, pytorch_optimizer's Lamb, ...): its
-        # numbers are what an Adam convention would be built on, and diagnose says how far it is.
-        hyper = {"lr": _number(group["lr"]), "beta1": _number(betas[0]), "beta2": _number(betas[1]),
-                 "eps": _number(numbers.get("eps", 1e-8)), "eps_root": 0.0,
-                 "weight_decay": _number(numbers.get("weight_decay", 0.0))}
-    elif "lr" in numbers:
-        # Three betas (Adan), or none: only the numbers that mean the same in Adam are declared.
-        hyper = {"lr": _number(group["lr"])} | ({"eps": _number(numbers["eps"])} if "eps" in numbers else {})
-    name = f"{_class_name(optimizer_class, 'torch.optim')}({_call(kwargs)})"
-    return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name)
+    found = [_torch_numbers(torch, optimizer_class, group) for group in probe.param_groups]
+    family, hyper = found[0]
+    if groups is not None and hyper is not None:
+        hyper = _per_parameter([(g["params"], h) for g, (_, h) in zip(groups, found)])
+    name = f"{_class_name(optimizer_class, 'torch.optim')}({_groups_text(groups)}{_call(kwargs)})"
+    return TorchCandidate(optimizer_class, dict(kwargs), hyper, family, name, groups)
+
+
+def _groups_text(groups) -> str:
+    if groups is None:
+        return ""
+    return "[" + ", ".join("{" + _call(g) + "}" for g in groups) + "]" + ", "
 
 
 # ----------------------------------------------------------------------------- optax
@@ -234,6 +299,11 @@ class OptaxCandidate:
     hyperparameters: dict | None
     family: str | None
     name: str
+    per_parameter: Callable | None = None    # params -> hyperparameters, for masks and labels given as functions
+
+    def hyperparameters_for(self, params):
+        """The declared hyperparameters for these params (a mask or label function evaluated on them)."""
+        return self.hyperparameters if self.per_parameter is None else self.per_parameter(params)
 
     def _precision(self, tree):
         return _jax_x64_for(tree)
@@ -269,6 +339,11 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
       :func:`diagnose`, or use the second form.
     * ``from_optax(optax.adam, learning_rate=1e-2, b1=0.9)``: the adapter builds the
       transformation and knows its hyperparameters (those not given take the factory's defaults).
+      A ``mask`` (``optax.adamw(..., mask={"w": True, "b": False})``, or a function of the params)
+      declares the weight decay per parameter: its value where the mask is True, 0 elsewhere.
+    * ``from_optax(optax.multi_transform, transforms={"decay": from_optax(optax.adamw, ...),
+      "none": from_optax(optax.adam, ...)}, param_labels={"w": "decay", "b": "none"})``: each
+      label's transformation, and the hyperparameters of each parameter from its label's.
 
     float64 parameters run under ``jax.enable_x64(True)`` for each call only.
     """
@@ -288,6 +363,8 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
         raise TypeError(f"transformation must be an optax GradientTransformation (optax.adam(1e-3)) or a factory "
                         f"(optax.adam) with its keyword arguments, got {_describe(transformation)}")
     name = _optax_name(optax, transformation)
+    if transformation in (getattr(optax, "multi_transform", None), getattr(optax, "partition", None)):
+        return _multi_transform(optax, hyperparameters, kwargs)
     try:
         bound = inspect.signature(transformation).bind(**kwargs)
     except TypeError as e:
@@ -308,7 +385,72 @@ def from_optax(transformation, /, *, hyperparameters: Mapping | None = None, **k
         momentum = values.get("momentum")
         hyper = {"lr": float(values["lr"]), "momentum": float(momentum or 0.0), "dampening": 0.0,
                  "weight_decay": 0.0, "nesterov": bool(values.get("nesterov", False))}
-    return OptaxCandidate(tx, hyper, family, f"optax.{name}({_call(kwargs)})")
+    mask = bound.arguments.get("mask")
+    per_parameter = None
+    if mask is not None and hyperparameters is None and hyper is not None and "weight_decay" in hyper:
+        # optax.adamw(..., mask=...): the decay applies where the mask is True (optax.masked).
+        per_parameter = functools.partial(_masked_decay, hyper, mask)
+        hyper = per_parameter(None) if not callable(mask) else None
+    return OptaxCandidate(tx, hyper, family, f"optax.{name}({_call(kwargs)})", per_parameter)
+
+
+def _masked_decay(hyper: dict, mask, params) -> dict:
+    """``hyper`` with its weight decay where ``mask`` (a tree of booleans like the params, or a
+    function of the params giving one) is True and 0 elsewhere: per parameter."""
+    tree = mask(params) if callable(mask) else mask
+    if not isinstance(tree, Mapping):
+        return dict(hyper, weight_decay=hyper["weight_decay"] if bool(tree) else 0.0)
+    return dict(hyper, weight_decay={k: hyper["weight_decay"] if bool(on) else 0.0 for k, on in tree.items()})
+
+
+def _multi_transform(optax, hyperparameters, kwargs) -> OptaxCandidate:
+    """``from_optax(optax.multi_transform, transforms={label: from_optax(...)}, param_labels=...)``:
+    each label's transformation, and its declared hyperparameters for the parameters it labels."""
+    transforms, labels = kwargs.get("transforms"), kwargs.get("param_labels")
+    if not isinstance(transforms, Mapping) or labels is None:
+        raise TypeError("from_optax(optax.multi_transform, transforms={label: ...}, param_labels=...) needs both "
+                        "arguments; give each transform as from_optax(optax.adamw, ...) so that its "
+                        "hyperparameters are known")
+    inner = {label: t.transformation if isinstance(t, OptaxCandidate) else t for label, t in transforms.items()}
+    declared = {label: t.hyperparameters_for if isinstance(t, OptaxCandidate) else None
+                for label, t in transforms.items()}
+    try:
+        tx = optax.multi_transform(inner, labels, **{k: v for k, v in kwargs.items()
+                                                     if k not in ("transforms", "param_labels")})
+    except Exception as e:  # noqa: BLE001
+        raise type(e)(f"optax.multi_transform(...) raised: {e}") from None
+    families = {t.family for t in transforms.values() if isinstance(t, OptaxCandidate)}
+    family = families.pop() if len(families) == 1 else None
+    names = ", ".join(f"{label!r}: {t.name if isinstance(t, OptaxCandidate) else 'a transformation'}"
+                      for label, t in transforms.items())
+    per_parameter = None
+    if hyperparameters is None and all(d is not None for d in declared.values()):
+        per_parameter = functools.partial(_labelled, declared, labels)
+    hyper = dict(hyperparameters) if hyperparameters is not None else \
+        (per_parameter(None) if per_parameter is not None and not callable(labels) else None)
+    return OptaxCandidate(tx, hyper, family, f"optax.multi_transform({{{names}}}, param_labels={labels!r})",
+                          per_parameter)
+
+
+def _labelled(declared: dict, labels, params) -> dict | None:
+    """Per-parameter hyperparameters from each label's declaration (a number where all agree)."""
+    tree = labels(params) if callable(labels) else labels
+    if not isinstance(tree, Mapping):
+        return declared[tree](params)
+    groups = []
+    for key, label in tree.items():
+        h = declared[label](None if params is None else {key: params[key]})
+        if h is None:
+            return None
+        groups.append(([key], _flat_per_key(h, key)))
+    if len({frozenset(h) for _, h in groups}) > 1:
+        return None   # transforms of different families: nothing common to declare
+    return _per_parameter(groups)
+
+
+def _flat_per_key(h: dict, key: str) -> dict:
+    """One parameter's values of a declaration whose values may be per parameter."""
+    return {name: (v[key] if isinstance(v, Mapping) else v) for name, v in h.items()}
 
 
 # ----------------------------------------------------------------------------- Keras

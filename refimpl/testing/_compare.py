@@ -13,8 +13,8 @@ proposition ``prop-oracle-tolerance``)
 
 .. math::
 
-    \tau_t = \frac{u\,(\kappa D_t + 2 R_t / (1-u))}{(1 - u')^{t}}, \qquad u' = \frac{u}{1-u},
-    \quad \kappa = 2^{11},
+    \tau_t = \frac{u\,(\kappa D_t + \rho R_t / (1-u))}{(1 - u')^{t}}, \qquad u' = \frac{u}{1-u},
+    \quad \kappa = 2^{11}, \quad \rho = 2 \text{ (Adam, SGD)},
 
 with :math:`u` the unit roundoff of the parameters' dtype. The derivation: each side ends a step
 with one correctly rounded subtraction :math:`\mathrm{fl}(\theta - s)`, which errs by at most
@@ -28,6 +28,33 @@ the step up to :math:`1/\sqrt{1-\beta_2}` (32 for :math:`\beta_2 = 0.999`); :mat
 (Keras, tinygrad) loses up to :math:`u/(1-\beta_2) \approx 1000u` to cancellation, half of which
 reaches the step through the square root: inside the same budget.
 
+**ND-Adam and AdaL.** Their steps hold reductions, whose rounding grows with the number of
+terms, so the counts :math:`\kappa` and the factor 2 of :math:`R_t` (call it :math:`\rho`) depend
+on the reduction's length (:func:`rounding_counts`; book, ``prop-oracle-rounding-counts``). A sum of
+:math:`n` terms computed in any order errs by at most :math:`(n-1)u` times the sum of their absolute
+values (pairwise summation does better; a plain loop attains it).
+
+* ND-Adam, a parameter whose weight vectors have :math:`n` elements. Its step ends with the
+  normalization :math:`w = \bar w/\|\bar w\|` instead of a subtraction: the sum of :math:`n`
+  squares (relative error :math:`n u`, its terms being nonnegative), the square root (half of it,
+  plus :math:`u`), the division (:math:`u`), after the subtraction :math:`\bar w = w - s`
+  (:math:`u`): :math:`(n/2 + 3)u|w_t|` on each side, so :math:`\rho = n + 6`. Before it, the
+  projection :math:`\bar g\cdot w` and the sum :math:`\|g\|^2` each err by :math:`n u` relative to
+  :math:`\|\bar g\|`; the step divides by :math:`\|g\|`, so the error is amplified by
+  :math:`\|\bar g\|/\|g\| \le 2` (a gradient within 60 degrees of the radial direction is
+  assumed away) and by :math:`1/\sqrt{1-\beta_2}` as in Adam: :math:`2 \cdot 32 \cdot 2 (n + 2)
+  u \le 2^7 (n+2) u` more, :math:`\kappa = 2^{11} + 2^7 (n + 2)`. Scalar parameters are Adam's.
+* AdaL, an :math:`\ell_1` norm over :math:`d` elements (all parameters, one array, or
+  :math:`d = 1` per element). :math:`c_t = \|g_t\|_1` errs by :math:`(d-1)u` relative (nonnegative
+  terms), and scales every coordinate of :math:`\tilde g_t` by the same :math:`1+\delta_t`: the
+  moments see a relative perturbation :math:`|\delta_s| \le d u` per step, magnified by at most
+  :math:`1/\sqrt{1-\beta_2}` in :math:`m` and halved in :math:`\sqrt v`, so :math:`2 (32 + 1) d u
+  \le 2^7 d u` more: :math:`\kappa = 2^{11} + 2^7 d`, :math:`\rho = 2`.
+
+These counts grow with :math:`n` and :math:`d`, so with a global norm over a million float32
+parameters the tolerance becomes loose; the report then says which configurations the dtype
+cannot tell apart, never a false match of a convention that changes the step by more.
+
 Unlike a fixed relative tolerance, :math:`\tau_t` is small where the errors are small: at step 1
 it is about :math:`2^{11} u` times the first step, so a convention that changes the first step
 (a step counter off by one, epsilon's placement) is rejected there in float32 as in float64.
@@ -39,15 +66,17 @@ rule :math:`e_t \le atol + rtol\, S_t`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from .._core import _name
 
-__all__ = ["Divergence", "Comparison", "compare", "KAPPA", "unit_roundoff", "step_tolerance"]
+__all__ = ["Divergence", "Comparison", "compare", "KAPPA", "RHO", "unit_roundoff", "step_tolerance", "rounding_counts"]
 
 KAPPA = 2**11   # the rounding budget of one step, in units of u times the step's size
+RHO = 2         # the roundings of the parameter itself per step, in units of u times its size (both sides)
 
 
 def unit_roundoff(dtype) -> float:
@@ -64,9 +93,32 @@ def write_roundoff(dtype) -> float:
     return u if u <= u32 else u + u32 + u * u32
 
 
-def step_tolerance(reference: np.ndarray, u: float) -> np.ndarray:
+def rounding_counts(optimizer, params: dict) -> dict:
+    """``{key: (kappa, rho)}`` for the parameters ``params`` (flat) stepped by ``optimizer``: the
+    counts of the module docstring (Adam's and SGD's 2**11 and 2; ND-Adam's and AdaL's grow with
+    the length of their reductions)."""
+    from ..adal import AdaL
+    from ..ndadam import NDAdam
+    out = {key: (KAPPA, RHO) for key in params}
+    if isinstance(optimizer, NDAdam):
+        for key, x in params.items():
+            axes = optimizer._normalized_axes(key, x)
+            if axes is not None:
+                n = math.prod(x.shape[a] for a in axes)
+                out[key] = (KAPPA + 2**7 * (n + 2), n + 6)
+    elif isinstance(optimizer, AdaL):
+        batch = optimizer.batch_ndim
+        sizes = {key: math.prod(x.shape[batch:]) for key, x in params.items()}
+        for key in params:
+            d = {"global": sum(sizes.values()), "per_tensor": sizes[key], "per_element": 1}[optimizer.norm]
+            out[key] = (KAPPA + 2**7 * d, RHO)
+    return out
+
+
+def step_tolerance(reference: np.ndarray, u: float, kappa: float = KAPPA, rho: float = RHO) -> np.ndarray:
     """The default tolerance tau_t of every step t = 0..T for one parameter array (see the module
-    docstring), from the reference's trajectory ``reference`` of shape (T + 1, ...)."""
+    docstring), from the reference's trajectory ``reference`` of shape (T + 1, ...), with the
+    rounding counts ``kappa`` and ``rho`` (:func:`rounding_counts`)."""
     r = reference.astype(np.float64).reshape(reference.shape[0], -1)
     if r.shape[1] == 0:
         return np.zeros(r.shape[0])
@@ -77,7 +129,7 @@ def step_tolerance(reference: np.ndarray, u: float) -> np.ndarray:
         total = np.concatenate([[0.0], np.cumsum(sizes)])
         t = np.arange(r.shape[0])
         u1 = u / (1 - u)
-        return u * (KAPPA * distance + 2 * total / (1 - u)) / (1 - u1) ** t
+        return u * (kappa * distance + rho * total / (1 - u)) / (1 - u1) ** t
 
 
 class Divergence(NamedTuple):
@@ -120,10 +172,12 @@ def _errors(c: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(err), np.inf, err)
 
 
-def compare(candidate: dict, reference: dict, *, rtol: float | None, atol: float, u: float | None = None) -> Comparison:
+def compare(candidate: dict, reference: dict, *, rtol: float | None, atol: float, u: float | None = None,
+            counts: dict | None = None) -> Comparison:
     """Compare two records of :func:`~refimpl.testing._run.run` (same keys and shapes): with the
     fixed rule ``atol + rtol * S_t``, or (``rtol=None``) the default ``atol + tau_t`` for the unit
-    roundoff ``u`` (by default that of the records' dtype)."""
+    roundoff ``u`` (by default that of the records' dtype) and the rounding counts ``counts``
+    (``{key: (kappa, rho)}``, :func:`rounding_counts`; by default Adam's)."""
     max_abs = max_rel = 0.0
     first = None            # (step, key) of the earliest divergence; ties go to the first key
     first_bad = None
@@ -144,7 +198,8 @@ def compare(candidate: dict, reference: dict, *, rtol: float | None, atol: float
             rel = np.where(e == 0, 0.0, e / np.where(scale > 0, scale, np.inf))
         rel = np.where((e > 0) & (scale == 0), np.inf, rel)
         if rtol is None:
-            tol = atol + step_tolerance(r, write_roundoff(r.dtype) if u is None else u)
+            kappa, rho = (KAPPA, RHO) if counts is None else counts.get(key, (KAPPA, RHO))
+            tol = atol + step_tolerance(r, write_roundoff(r.dtype) if u is None else u, kappa, rho)
         else:
             tol = atol + rtol * scale
         bad = np.nonzero(~(e <= tol))[0]

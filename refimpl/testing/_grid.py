@@ -1,10 +1,15 @@
 """The grids of conventions that :func:`~refimpl.testing.diagnose` tries, with their names.
 
 Every entry is a complete refimpl configuration built from the candidate's numeric
-hyperparameters (``lr``, the betas, ``eps``, ...) and one choice per convention. Choices that
-compute the same thing for the given hyperparameters are listed once: without bias correction,
-epsilon hat is Algorithm 1 and the two AMSGrad maxima coincide; without weight decay the three
-decay modes are one; with ``eps = 0`` the three epsilon placements are one.
+hyperparameters (``lr``, the betas, ``eps``, ...) and one choice per convention, with a
+description naming the source it reproduces. Choices that compute the same thing for the given
+hyperparameters are listed once: without bias correction, epsilon hat is Algorithm 1 and the two
+AMSGrad maxima coincide; without weight decay the three decay modes are one; with ``eps = 0`` the
+epsilon placements are one.
+
+The four families: Adam (Kingma & Ba and every library's convention), SGD (torch.optim.SGD's),
+ND-Adam (the paper's Algorithm 1 and the authors' two official codes) and AdaL (the choices its
+only available description leaves open).
 """
 
 from __future__ import annotations
@@ -16,15 +21,21 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .._core import Optimizer, _describe, is_zero
+from ..adal import AdaL
 from ..adam import Adam
+from ..ndadam import NDAdam
 from ..sgd import SGD
 
-__all__ = ["Convention", "FAMILIES", "HYPERPARAMETERS", "grid", "hyperparameters_of", "differences"]
+__all__ = ["Convention", "FAMILIES", "HYPERPARAMETERS", "NAMES", "grid", "hyperparameters_of", "differences",
+           "translate"]
 
-FAMILIES = {"adam": Adam, "sgd": SGD}
+FAMILIES = {"adam": Adam, "sgd": SGD, "ndadam": NDAdam, "adal": AdaL}
+NAMES = {"adam": "Adam", "sgd": "SGD", "ndadam": "ND-Adam", "adal": "AdaL"}    # for people
 HYPERPARAMETERS = {
     "adam": ("lr", "beta1", "beta2", "eps", "eps_root", "weight_decay", "scalars", "compute_dtype"),
     "sgd": ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
+    "ndadam": ("lr_vector", "lr_scalar", "beta1", "beta2", "eps", "weight_decay_scalar", "vector_axes"),
+    "adal": ("lr", "beta1", "beta2", "eps", "batch_ndim"),
 }
 
 
@@ -38,9 +49,33 @@ class Convention(NamedTuple):
 
 def check_family(family) -> str:
     if family not in FAMILIES:
-        raise ValueError(f"family={family!r} must be one of {', '.join(map(repr, FAMILIES))} (NDAdam and AdaL "
-                         f"have no convention grid: compare them with assert_matches and an explicit reference)")
+        raise ValueError(f"family={family!r} must be one of {', '.join(map(repr, FAMILIES))}, or None (diagnose "
+                         f"then decides from the trajectory)")
     return family
+
+
+def translate(family: str, declared) -> dict | None:
+    """A candidate's declared hyperparameters (a dict, named for another family perhaps) in the names
+    of ``family``: ND-Adam takes ``lr`` as both of its step sizes and ``weight_decay`` as
+    ``weight_decay_scalar``; a value of 0 (or False) that the family has no name for is dropped (a
+    feature switched off). Returns None when a declared value means something the family cannot
+    compute (a nonzero weight decay for AdaL, momentum for Adam)."""
+    if declared is None:
+        return None
+    names = HYPERPARAMETERS[family]
+    out = {}
+    for key, value in declared.items():
+        if family == "ndadam" and key == "lr":
+            out.setdefault("lr_vector", value)
+            out.setdefault("lr_scalar", value)
+        elif family == "ndadam" and key == "weight_decay":
+            out["weight_decay_scalar"] = value
+        elif key in names:
+            out[key] = value
+        elif not (value is None or value is False or (isinstance(value, (int, float)) and value == 0)
+                  or (key == "scalars" and value == "exact")):
+            return None
+    return out
 
 
 def family_of(candidate) -> str | None:
@@ -59,7 +94,8 @@ def hyperparameters_of(family: str, given) -> tuple[dict, bool]:
     of the family, or None for the defaults); returns ``(values, assumed)``."""
     cls = FAMILIES[family]
     names = HYPERPARAMETERS[family]
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in names}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)
+                if f.name in names and f.default is not dataclasses.MISSING}
     if given is None:
         return defaults, True
     if isinstance(given, Optimizer):
@@ -76,14 +112,26 @@ def hyperparameters_of(family: str, given) -> tuple[dict, bool]:
                          f"the keys are {', '.join(names)}")
     values = dict(defaults, **given)
     try:
-        cls(**values)
+        cls(**({"vector_axes": (0,)} if family == "ndadam" else {}) | values)  # vector_axes: may come later
     except (TypeError, ValueError) as e:
         raise type(e)(f"hyperparameters={dict(given)!r} is not a valid {cls.__name__}: {e}") from None
     return values, False
 
 
 def _number(x) -> str:
+    if isinstance(x, Mapping):    # per parameter (or ND-Adam's vector_axes)
+        return "{" + ", ".join(f"{k!r}: {_number(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, tuple):
+        return repr(x)
     return repr(x) if isinstance(x, (numbers.Real, str)) or x is None else "<array>" if hasattr(x, "shape") else "<schedule>"
+
+
+def _plus(a, b):
+    """a + b for numbers, arrays or per-parameter dicts of them."""
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        keys = a if isinstance(a, Mapping) else b
+        return {k: _plus(a[k] if isinstance(a, Mapping) else a, b[k] if isinstance(b, Mapping) else b) for k in keys}
+    return a + b
 
 
 def _label(cls_name: str, shown: dict) -> str:
@@ -130,7 +178,7 @@ def _adam_grid(h: dict) -> list[Convention]:
             if placement == "hat":
                 options["eps_hat"] = True
             if placement == "root":
-                options.update(eps=0.0, eps_root=h["eps"] + h["eps_root"])
+                options.update(eps=0.0, eps_root=_plus(h["eps"], h["eps_root"]))
             if not bias:
                 options["bias_correction"] = False
             if amsgrad:
@@ -198,9 +246,62 @@ def _sgd_grid(h: dict) -> list[Convention]:
     return out
 
 
+# ----------------------------------------------------------------------------- ND-Adam
+
+
+_ND_SOURCES = {
+    (True, False): "the paper's Algorithm 1: weight vectors normalized at the start, epsilon after the bias correction",
+    (False, False): "the official TensorFlow code: no initial normalization, epsilon after the bias correction "
+                    "(as the paper)",
+    (False, True): "the official PyTorch code: no initial normalization, epsilon added to sqrt(v) before the bias "
+                   "correction",
+    (True, True): "epsilon as in the official PyTorch code with the paper's initial normalization (no published "
+                  "source)",
+}
+
+
+def _ndadam_grid(h: dict) -> list[Convention]:
+    plain_eps_zero = isinstance(h["eps"], numbers.Real) and h["eps"] == 0
+    out = []
+    for normalize, eps_hat in [(True, False), (False, False), (False, True), (True, True)]:
+        if eps_hat and plain_eps_zero:
+            continue  # with eps = 0 the two placements are one
+        options = ({"normalize_at_start": True} if normalize else {}) | ({"eps_hat": True} if eps_hat else {})
+        shown = {k: v for k, v in h.items() if k == "weight_decay_scalar" and not is_zero(v)} | options
+        description = _ND_SOURCES[(normalize, eps_hat)]
+        if not is_zero(h.get("weight_decay_scalar", 0.0)):
+            description += "; L2 weight decay on the scalar parameters (the official PyTorch script's)"
+        out.append(Convention(_label("NDAdam", shown), description, NDAdam(**(h | options))))
+    return out
+
+
+# ----------------------------------------------------------------------------- AdaL
+
+
+_ADAL_BASE = ("the rule of AdaL's only available description (a third-party summary): one l1 norm over all "
+              "parameters, epsilon in the preconditioner, lr / sqrt(t), bias correction")
+_ADAL_CHOICES = {
+    "norm": {"global": "", "per_tensor": "one l1 norm per array", "per_element": "|g| per element (GradPower, p = 2)"},
+    "eps_mode": {"preconditioner": "", "denominator": "epsilon in Adam's denominator"},
+    "lr_decay": {"inv_sqrt": "", "none": "a constant lr (no 1/sqrt(t) decay)"},
+    "bias_correction": {True: "", False: "no bias correction"},
+}
+
+
+def _adal_grid(h: dict) -> list[Convention]:
+    out = []
+    for norm, eps_mode, lr_decay, bias in itertools.product(*(list(c) for c in _ADAL_CHOICES.values())):
+        options = {k: v for k, v in (("norm", norm), ("eps_mode", eps_mode), ("lr_decay", lr_decay),
+                                     ("bias_correction", bias)) if _ADAL_CHOICES[k][v]}
+        pieces = [_ADAL_CHOICES[k][v] for k, v in options.items()]
+        description = "; ".join(pieces) + " (otherwise the description's rule)" if pieces else _ADAL_BASE
+        out.append(Convention(_label("AdaL", options), description, AdaL(**(h | options))))
+    return out
+
+
 def grid(family: str, h: dict) -> list[Convention]:
     """Every convention of ``family`` for the hyperparameters ``h``, the plainest first."""
-    return _adam_grid(h) if family == "adam" else _sgd_grid(h)
+    return {"adam": _adam_grid, "sgd": _sgd_grid, "ndadam": _ndadam_grid, "adal": _adal_grid}[family](h)
 
 
 def differences(a: Optimizer, b: Optimizer) -> list[str]:

@@ -22,7 +22,7 @@ def lcg_uniforms(n: int, seed: int = 0) -> list[float]:
     return out
 
 
-def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
+def probe(steps: int = 100, *, dtype="float64", seed: int = 0, vector_axes=None):
     """``(params, grads)`` for :func:`~refimpl.testing.diagnose`: a dict ``{"w": (2, 3), "b": (2,)}``
     and a list of ``steps`` gradients. Each coordinate stresses one convention:
 
@@ -42,6 +42,16 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
     ``ml_dtypes``): every value is exact in float32 and float64; in the narrower formats the
     values are rounded to the format (in float16 the gradients near epsilon underflow to 0, so
     epsilon's placement is invisible there).
+
+    ``vector_axes`` (ND-Adam: ``{"w": (0,)}``, or one tuple for every array): the weight vectors
+    of the candidate. ND-Adam's second moment is one number per vector, so epsilon's placement
+    shows only where a whole vector's gradient is near epsilon: the first vector (index 0 along
+    the other axes) of each parameter that holds several vectors gets its gradients times
+    ``2**-27`` (when every vector parameter is one vector, the first such parameter), the
+    coordinates of the other vectors that were near epsilon are brought up to order 1 (times
+    ``2**24``), so that they show the step size, and the last element of each scalar parameter
+    is multiplied by ``2**-25``. No initial vector has unit norm, so a normalization at the start
+    shows at the first step.
     """
     from ._run import resolve_dtype
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -56,4 +66,33 @@ def probe(steps: int = 100, *, dtype="float64", seed: int = 0):
              [(1 + n[3]) * 2.0**-27, (1 + n[4]) * 2.0**-23, 0.0 if t <= 10 else 4 * n[5]]]
         b = [0.25 + n[6] / 8, n[7] * (64 if t % 17 == 0 else 1)]
         grads.append({"w": np.array(w, dtype=dt), "b": np.array(b, dtype=dt)})
+    if vector_axes is not None:
+        axes = {key: vector_axes.get(key) if isinstance(vector_axes, dict) else vector_axes for key in params}
+        axes = {key: None if a is None else {i % params[key].ndim for i in a} for key, a in axes.items()}
+        unknown = sorted(set(vector_axes) - set(params)) if isinstance(vector_axes, dict) else []
+        if unknown:
+            raise ValueError(f"vector_axes names {unknown}; the probe's parameters are {sorted(params)}")
+        several = [key for key, a in axes.items() if a is not None and len(a) < params[key].ndim]
+        single = [key for key, a in axes.items() if a is not None and len(a) == params[key].ndim]
+        tiny = set(several) or set(single[:1])   # one whole vector of these goes near epsilon
+        grads = [_near_epsilon(g, axes, tiny, dt) for g in grads]
     return params, grads
+
+
+def _near_epsilon(g: dict, axes: dict, tiny: set, dt) -> dict:
+    """The ND-Adam probe's gradient: a whole weight vector (the first, of the parameters in
+    ``tiny``), and one element of each scalar parameter, scaled down to epsilon's size (powers of
+    two: exact); the other vectors' coordinates near epsilon are brought up to order 1, so that
+    they show the step size."""
+    out = {}
+    for key, x in g.items():
+        x = np.array(x, dtype=np.float64)
+        if axes[key] is None:
+            x.reshape(-1)[-1] *= 2.0**-25
+        else:
+            x = np.where(np.abs(x) < 2.0**-20, x * 2.0**24, x)
+            if key in tiny:
+                first = tuple(slice(None) if i in axes[key] else 0 for i in range(x.ndim))
+                x[first] *= 2.0**-27
+        out[key] = x.astype(dt)
+    return out

@@ -75,6 +75,8 @@ def _flat_numpy(tree, arg: str) -> dict:
         items = [(_SINGLE, tree)]
     out = {}
     for key, x in items:
+        if isinstance(x, np.floating):   # what NumPy's arithmetic makes of a 0-d array
+            x = np.asarray(x)
         if not _is_array(x):
             raise TypeError(f"{_name(arg, key)} must be an array, got {_describe(x)}")
         try:

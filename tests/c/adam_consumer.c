@@ -3,10 +3,12 @@
  *
  * Input (stdin), one case after another:
  *   case <id> <bits 32|64> <narrays> <steps> <rtol>
- *   hyper <lr> <beta1> <beta2> <eps> <eps_root> <wd> <eps_hat> <bias_correction> <amsgrad> <max_of_v_hat>
+ *   hyper <beta2> <eps> <eps_root> <eps_hat> <bias_correction> <amsgrad> <max_of_v_hat>
  *         <decoupled> <coupled> <t_offset> <scalars 0 exact|1 float32|2 float32_beta_powers>
- *   array <name> <size> then <size> initial values
- *   for each step, for each array: <size> grads, <size> params, <size> m, <size> v after the step
+ *   array <name> <size> <weight decay of this array> then <size> initial values
+ *   for each step: step <lr_t> <beta1_t> (the file's step values for a schedule, else the constants),
+ *                  then for each array: <size> grads, <size> params, <size> m, <size> v after the step
+ * The bias correction uses beta1 of step 1 (Kingma & Ba's analysis, and the vectors' schema).
  * Numbers are %a / strtod text, exact in binary64.
  *
  * Build switches that break it on purpose (the test checks that each one fails):
@@ -21,7 +23,7 @@
 #define MAXA 8
 #define MAXN 64
 
-typedef struct { double lr, b1, b2, eps, eps_root, wd; int eps_hat, bc, ams, v_hat, decoupled, coupled, t_offset, scalars; } Hyper;
+typedef struct { double lr, b1, b1_bc, b2, eps, eps_root, wd; int eps_hat, bc, ams, v_hat, decoupled, coupled, t_offset, scalars; } Hyper;
 
 static double rd(void) { char buf[64]; if (scanf("%63s", buf) != 1) exit(2); return strtod(buf, NULL); }
 
@@ -40,7 +42,7 @@ static void NAME(T *th, const T *g, T *m, T *v, T *vmax, int n, int t, Hyper h) 
     if (h.scalars == 1) { lr = (T)(float)h.lr; b1 = (T)(float)h.b1; b2 = (T)(float)h.b2;               \
                           eps = (T)(float)h.eps; er = (T)(float)h.eps_root; wd = (T)(float)h.wd; }     \
     T bc1 = 1, bc2 = 1;                                                                                \
-    if (h.bc && tau > 0) { bc1 = (T)(1.0 - power(h.scalars == 1 ? (float)h.b1 : h.b1, tau, h.scalars)); \
+    if (h.bc && tau > 0) { bc1 = (T)(1.0 - power(h.scalars == 1 ? (float)h.b1_bc : h.b1_bc, tau, h.scalars)); \
                            bc2 = (T)(1.0 - power(h.scalars == 1 ? (float)h.b2 : h.b2, tau, h.scalars)); } \
     for (int i = 0; i < n; i++) {                                                                      \
         T gi = g[i];                                                                                   \
@@ -66,18 +68,20 @@ int main(void) {
         if (scanf("%127s %d %d %d", id, &bits, &na, &steps) != 4) return 2;
         double rtol = rd();
         if (scanf("%31s", word) != 1) return 2;
-        h.lr = rd(); h.b1 = rd(); h.b2 = rd(); h.eps = rd(); h.eps_root = rd(); h.wd = rd();
+        h.b2 = rd(); h.eps = rd(); h.eps_root = rd();
         h.eps_hat = (int)rd(); h.bc = (int)rd(); h.ams = (int)rd(); h.v_hat = (int)rd();
         h.decoupled = (int)rd(); h.coupled = (int)rd(); h.t_offset = (int)rd(); h.scalars = (int)rd();
 #ifdef WRONG_T_PLUS_1
         h.t_offset += 1;
 #endif
         int size[MAXA];
+        double wd[MAXA];   /* per-parameter weight decay */
         double th[MAXA][MAXN], m[MAXA][MAXN] = {{0}}, v[MAXA][MAXN] = {{0}}, vmax[MAXA][MAXN] = {{0}};
         float th32[MAXA][MAXN], m32[MAXA][MAXN] = {{0}}, v32[MAXA][MAXN] = {{0}}, vmax32[MAXA][MAXN] = {{0}};
         double scale[MAXA][3];   /* the running S of params, m, v */
         for (int a = 0; a < na; a++) {
             if (scanf("%31s %31s %d", word, names[a], &size[a]) != 3) return 2;
+            wd[a] = rd();
             scale[a][0] = scale[a][1] = scale[a][2] = 0;
             for (int i = 0; i < size[a]; i++) {
                 th[a][i] = rd(); th32[a][i] = (float)th[a][i];
@@ -86,14 +90,18 @@ int main(void) {
         }
         int ok = 1;
         for (int t = 1; t <= steps; t++) {
+            if (scanf("%31s", word) != 1 || strcmp(word, "step") != 0) return 2;
+            h.lr = rd(); h.b1 = rd();             /* this step's lr and beta1 */
+            if (t == 1) h.b1_bc = h.b1;           /* the bias correction's beta1 */
             for (int a = 0; a < na; a++) {
                 int n = size[a];
                 double g[MAXN], want[3][MAXN], got[3][MAXN];
                 float g32[MAXN];
                 for (int i = 0; i < n; i++) { g[i] = rd(); g32[i] = (float)g[i]; }
                 for (int k = 0; k < 3; k++) for (int i = 0; i < n; i++) want[k][i] = rd();
-                if (bits == 64) step64(th[a], g, m[a], v[a], vmax[a], n, t, h);
-                else step32(th32[a], g32, m32[a], v32[a], vmax32[a], n, t, h);
+                Hyper ha = h; ha.wd = wd[a];
+                if (bits == 64) step64(th[a], g, m[a], v[a], vmax[a], n, t, ha);
+                else step32(th32[a], g32, m32[a], v32[a], vmax32[a], n, t, ha);
                 for (int i = 0; i < n; i++) {
                     got[0][i] = bits == 64 ? th[a][i] : th32[a][i];
                     got[1][i] = bits == 64 ? m[a][i] : m32[a][i];
