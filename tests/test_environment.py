@@ -54,5 +54,5 @@ def test_every_variable_the_package_reads_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Environment variables"):]
     section = section[:section.index("\n## ", 1)] if "\n## " in section[1:] else section
-    for name in read | {"REFIMPL_HYPOTHESIS", "REFIMPL_REQUIRE_BOOK"}:
+    for name in read | {"REFIMPL_HYPOTHESIS", "REFIMPL_REQUIRE_BOOK", "REFIMPL_NDADAM_OFFICIAL"}:
         assert f"`{name}`" in section, name
