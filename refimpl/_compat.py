@@ -86,7 +86,7 @@ def installed_peers() -> list[str]:
 
 
 def _version(name: str) -> str:
-    module = sys.modules[name]
+    module = importlib.import_module(name)
     text = f"{name} {getattr(module, '__version__', '?')}"
     if name == "keras":
         text += f" ({module.backend.backend()} backend)"
@@ -107,8 +107,9 @@ def compat_rows(steps: int = 100, *, peers: list[str] | None = None, progress: C
     params, grads = probe(steps)
     rows = []
     for peer in installed_peers() if peers is None else peers:
+        optimizers = PEERS[peer]()  # imports the peer (Keras with the backend set first)
         library = _version(peer)
-        for optimizer, build in PEERS[peer]():
+        for optimizer, build in optimizers:
             candidate = build()
             d = diagnose(candidate, params, grads)
             best = d.best

@@ -98,6 +98,33 @@ def test_the_family_is_decided_from_the_trajectory_and_said(opt, algorithm, dtyp
         assert d.decided.startswith(f"{algorithm} explains it best (the closest ")
 
 
+def lamb_like(params, grads, state, lr=0.01, b1=0.9, b2=0.999, eps=1e-6):
+    """A Lamb-style update (Adam's direction rescaled by ||theta|| / ||direction|| per array):
+    no family of the grids computes it."""
+    t, m, v = state
+    t += 1
+    new_params, new_m, new_v = {}, {}, {}
+    for k, theta in params.items():
+        new_m[k] = b1 * m[k] + (1 - b1) * grads[k]
+        new_v[k] = b2 * v[k] + (1 - b2) * grads[k] ** 2
+        r = (new_m[k] / (1 - b1**t)) / (np.sqrt(new_v[k] / (1 - b2**t)) + eps)
+        trust = np.linalg.norm(theta) / np.linalg.norm(r) if np.linalg.norm(theta) > 0 else 1.0
+        new_params[k] = theta - lr * trust * r
+    return new_params, (t, new_m, new_v)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_an_algorithm_outside_every_family_is_not_given_one(dtype):
+    """When no family comes near, the report says no convention is close and leaves the algorithm
+    undecided, rather than naming the least distant family as what the candidate computes."""
+    zeros = lambda p: {k: np.zeros_like(x) for k, x in p.items()}  # noqa: E731
+    d = diagnose(from_step(lamb_like, init=lambda p: (0, zeros(p), zeros(p)), name="lamb_like"), dtype=dtype)
+    assert d.verdict == "none close" and not d.matches, str(d)
+    assert d.summary().startswith("no ") and " convention is close" in d.summary()
+    assert "algorithm: not decided: no family comes within 100 times the tolerance" in str(d)
+    assert "decided from the trajectory" not in str(d)
+
+
 def test_an_explicit_family_needs_weight_vectors_it_can_find():
     with pytest.raises(ValueError, match="family='ndadam' needs vector_axes"):
         diagnose(as_step(refimpl.Adam(lr=0.01)), family="ndadam")

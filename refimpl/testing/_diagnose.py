@@ -162,7 +162,9 @@ class Diagnosis:
         tolerance = ("the per-step tolerance of refimpl.testing" if self.rtol is None
                      else f"rtol {self.rtol:.2g}") + (f", atol {self.atol:.2g}" if self.atol else "")
         lines = [self.summary(), f"candidate: {self.candidate}"]
-        if self.decided is not None:
+        if self.decided is not None and self.verdict == "none close":
+            lines.append(f"algorithm: not decided: {self.decided}")
+        elif self.decided is not None:
             lines.append(f"algorithm: {self.algorithm}, decided from the trajectory: {self.decided}")
         lines.append(f"compared over {self.steps} {self.dtype} steps ({tolerance}); "
                      f"hyperparameters {describe_hyperparameters(self.hyperparameters)}{source[self.source]}")
@@ -706,7 +708,11 @@ def _decide(candidate, name: str, record: dict, inputs: Inputs, hyperparameters,
     others = [f"the closest {d.algorithm} configuration is {_times(d.best.worst)} times the tolerance"
               for d in found_in.values() if d is not best]
     why = f"{best.algorithm} explains it best" + (f" ({'; '.join(others)})" if others else "")
-    if len(found_in) == 1:
+    if best.verdict == "none close":  # no family comes near: naming one would be a guess
+        closest = [f"{d.algorithm} {_times(d.best.worst)} times" for d in sorted(found_in.values(), key=_rank_key)]
+        why = (f"no family comes within {NEAR:g} times the tolerance (the closest configuration of each: "
+               f"{', '.join(closest)} the tolerance)")
+    elif len(found_in) == 1:
         why = f"{best.algorithm} is the one family whose numbers the candidate's declared hyperparameters fit"
     return dataclasses.replace(best, decided=why, tried=tuple(d.algorithm for d in found_in.values()))
 
