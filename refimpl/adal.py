@@ -29,7 +29,7 @@ import numbers
 from typing import Any, NamedTuple
 
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like, sqrt
-from .fast import elementwise
+from .fast import elementwise, for_arrays_like
 
 __all__ = ["AdaL", "AdaLState", "adal_update", "l1_scales"]
 
@@ -152,7 +152,7 @@ class AdaL(Optimizer):
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731
-            theta, m, v = adal_update(theta, g[key], s["m"][key], s["v"][key], c=xp.astype(scales[key], theta.dtype), t=t, lr=c(lr),
+            theta, m, v = for_arrays_like(adal_update, theta)(theta, g[key], s["m"][key], s["v"][key], c=xp.astype(scales[key], theta.dtype), t=t, lr=c(lr),
                                       beta1=c(self.beta1), beta2=c(self.beta2), eps=c(self.eps),
                                       eps_mode=self.eps_mode, lr_decay=self.lr_decay,
                                       bias_correction=self.bias_correction, xp=xp)
