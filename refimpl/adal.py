@@ -88,8 +88,16 @@ class AdaL(Optimizer):
 
     Parameters
     ----------
-    lr, beta1, beta2, eps : as in :class:`~refimpl.Adam`. The paper's defaults are not known;
-        these are Adam's (an assumption, stated).
+    lr : number, array or callable of t
+        The step size :math:`\eta`, as in :class:`~refimpl.Adam` (divided by :math:`\sqrt t`
+        unless ``lr_decay="none"``).
+    beta1 : number or array in [0, 1)
+        Decay rate of the first moment of the transformed gradient.
+    beta2 : number or array in [0, 1)
+        Decay rate of its second moment.
+    eps : number or array >= 0
+        Where it enters: see ``eps_mode``. (The paper's default values of ``lr``, the betas and
+        ``eps`` are not known; these are Adam's, an assumption, stated.)
     norm : ``"global"``, ``"per_tensor"`` or ``"per_element"``
         Scope of the l1 norm in :math:`\tilde g = \|g\|_1 g`. ``"global"`` (default) is the
         literal reading of :math:`g_t \in \mathbb R^d`: one norm over every parameter.

@@ -92,11 +92,13 @@ class Adam(Optimizer):
     ----------
     lr : number, array or callable of t
         The step size :math:`\alpha` (or a schedule :math:`\alpha_t`, e.g. ``lambda t: a / t**0.5``).
-    beta1, beta2 : number or array in [0, 1)
-        Decay rates of the moments. ``beta1`` may be a schedule :math:`\beta_{1,t}`
+    beta1 : number, array in [0, 1), or callable of t
+        Decay rate of the first moment. It may be a schedule :math:`\beta_{1,t}`
         (e.g. ``lambda t: 0.9 * lam**(t - 1)``, Kingma & Ba Section 4); the bias correction then
         uses :math:`1-\beta_{1,1}^t`, as in their analysis, so :math:`\hat m_t` is no longer an
         exact weighted average.
+    beta2 : number or array in [0, 1)
+        Decay rate of the second moment (a constant).
     eps : number or array >= 0
         Added to :math:`\sqrt{\hat v_t}`.
     eps_hat : bool
