@@ -29,7 +29,7 @@ import numbers
 from typing import Any, NamedTuple
 
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like, sqrt
-from .fast import elementwise
+from .fast import elementwise, for_arrays_like
 
 __all__ = ["AdaL", "AdaLState", "adal_update", "l1_scales"]
 
@@ -88,8 +88,16 @@ class AdaL(Optimizer):
 
     Parameters
     ----------
-    lr, beta1, beta2, eps : as in :class:`~refimpl.Adam`. The paper's defaults are not known;
-        these are Adam's (an assumption, stated).
+    lr : number, array or callable of t
+        The step size :math:`\eta`, as in :class:`~refimpl.Adam` (divided by :math:`\sqrt t`
+        unless ``lr_decay="none"``).
+    beta1 : number or array in [0, 1)
+        Decay rate of the first moment of the transformed gradient.
+    beta2 : number or array in [0, 1)
+        Decay rate of its second moment.
+    eps : number or array >= 0
+        Where it enters: see ``eps_mode``. (The paper's default values of ``lr``, the betas and
+        ``eps`` are not known; these are Adam's, an assumption, stated.)
     norm : ``"global"``, ``"per_tensor"`` or ``"per_element"``
         Scope of the l1 norm in :math:`\tilde g = \|g\|_1 g`. ``"global"`` (default) is the
         literal reading of :math:`g_t \in \mathbb R^d`: one norm over every parameter.
@@ -152,7 +160,7 @@ class AdaL(Optimizer):
         new_p, new_s = {}, {"m": {}, "v": {}}
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731
-            theta, m, v = adal_update(theta, g[key], s["m"][key], s["v"][key], c=xp.astype(scales[key], theta.dtype), t=t, lr=c(lr),
+            theta, m, v = for_arrays_like(adal_update, theta)(theta, g[key], s["m"][key], s["v"][key], c=xp.astype(scales[key], theta.dtype), t=t, lr=c(lr),
                                       beta1=c(self.beta1), beta2=c(self.beta2), eps=c(self.eps),
                                       eps_mode=self.eps_mode, lr_decay=self.lr_decay,
                                       bias_correction=self.bias_correction, xp=xp)

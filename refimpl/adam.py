@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import _precision
 from ._core import NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, bias_corrections, cast_like, is_zero, sqrt
-from .fast import elementwise
+from .fast import elementwise, for_arrays_like
 
 __all__ = ["Adam", "AdamState", "adam_update"]
 
@@ -71,14 +71,16 @@ def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0
         v_raw, v_hat = v_max * bc2, v_max
     else:
         v_raw, v_hat = v, v / bc2
+    if not is_zero(eps_root):  # optax: epsilon inside the square root as well
+        v_raw, v_hat = v_raw + eps_root * bc2, v_hat + eps_root
 
     if eps_hat:
         # Kingma & Ba's reordering; equal to Algorithm 1 with eps_t = eps / sqrt(1 - beta2^t).
         lr_t = lr * sqrt(bc2, xp) / bc1
-        theta = theta - lr_t * m / (xp.sqrt(v_raw + eps_root * bc2) + eps)
+        theta = theta - lr_t * m / (xp.sqrt(v_raw) + eps)
     else:
         m_hat = m / bc1
-        theta = theta - lr * m_hat / (xp.sqrt(v_hat + eps_root) + eps)
+        theta = theta - lr * m_hat / (xp.sqrt(v_hat) + eps)
     return theta, m, v, v_max
 
 
@@ -90,11 +92,13 @@ class Adam(Optimizer):
     ----------
     lr : number, array or callable of t
         The step size :math:`\alpha` (or a schedule :math:`\alpha_t`, e.g. ``lambda t: a / t**0.5``).
-    beta1, beta2 : number or array in [0, 1)
-        Decay rates of the moments. ``beta1`` may be a schedule :math:`\beta_{1,t}`
+    beta1 : number, array in [0, 1), or callable of t
+        Decay rate of the first moment. It may be a schedule :math:`\beta_{1,t}`
         (e.g. ``lambda t: 0.9 * lam**(t - 1)``, Kingma & Ba Section 4); the bias correction then
         uses :math:`1-\beta_{1,1}^t`, as in their analysis, so :math:`\hat m_t` is no longer an
         exact weighted average.
+    beta2 : number or array in [0, 1)
+        Decay rate of the second moment (a constant).
     eps : number or array >= 0
         Added to :math:`\sqrt{\hat v_t}`.
     eps_hat : bool
@@ -246,7 +250,7 @@ class Adam(Optimizer):
                 arrays = _precision.compute_in(self.compute_dtype, arrays, xp)
             theta = arrays[0]
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in the arithmetic's dtype
-            results = adam_update(
+            results = for_arrays_like(adam_update, theta)(
                 *arrays, t=tau, lr=c(lr), beta1=c(beta1), beta2=c(beta2), eps=c(eps), eps_root=c(eps_root),
                 eps_hat=self.eps_hat, bias_correction=self.bias_correction, beta1_bc=c(beta1_bc),
                 beta_powers=None if powers is None else (c(powers[0]), c(powers[1])), amsgrad=self.amsgrad,

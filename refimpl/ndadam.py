@@ -38,6 +38,7 @@ import array_api_compat
 from ._core import (NONNEGATIVE, UNIT, Hyper, Optimizer, Tree, _name, bias_corrections, cast_like,
                     leaves, namespace, sqrt, unflatten)
 from .adam import adam_update
+from .fast import for_arrays_like
 
 __all__ = ["NDAdam", "NDAdamState", "ndadam_vector_update", "unit_vectors"]
 
@@ -232,7 +233,7 @@ class NDAdam(Optimizer):
             m, v = s["m"][key], s["v"][key]
             axes = self._normalized_axes(key, theta)
             if axes is None:
-                theta, m, v, _ = adam_update(theta, g[key], m, v, None, t=t, lr=c(lr_scalar), beta1=c(self.beta1),
+                theta, m, v, _ = for_arrays_like(adam_update, theta)(theta, g[key], m, v, None, t=t, lr=c(lr_scalar), beta1=c(self.beta1),
                                              beta2=c(self.beta2), eps=c(self.eps), eps_hat=self.eps_hat,
                                              weight_decay=c(self.weight_decay_scalar), xp=xp)
             else:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._core import NONNEGATIVE, Hyper, Interval, Optimizer, Tree, cast_like, is_zero
-from .fast import elementwise
+from .fast import elementwise, for_arrays_like
 
 __all__ = ["SGD", "SGDState", "sgd_update"]
 
@@ -89,7 +89,7 @@ class SGD(Optimizer):
         new_p, new_b = {}, ({} if buffers is not None else None)
         for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731
-            theta, b = sgd_update(theta, g[key], None if buffers is None else buffers[key], t=t, lr=c(lr),
+            theta, b = for_arrays_like(sgd_update, theta)(theta, g[key], None if buffers is None else buffers[key], t=t, lr=c(lr),
                                   momentum=c(self.momentum), dampening=c(self.dampening),
                                   nesterov=self.nesterov, weight_decay=c(self.weight_decay))
             new_p[key] = theta
