@@ -53,12 +53,13 @@ def adam_update(theta, g, m, v, v_max, *, t, lr, beta1, beta2, eps, eps_root=0.0
     ``beta_powers`` is :math:`(\\beta_1^t, \\beta_2^t)` as a precision convention forms them
     (``None``: Python's power; see ``scalars`` in :class:`Adam`).
     """
-    if not is_zero(weight_decay) and decoupled_weight_decay and couple_weight_decay:
-        theta = theta - lr * weight_decay * theta           # AdamW: decay the weights, apart from g
-    elif not is_zero(weight_decay) and decoupled_weight_decay:
-        theta = theta - weight_decay * theta                # the same, not scaled by lr
-    elif not is_zero(weight_decay):
-        g = g + weight_decay * theta                        # L2: the penalty's gradient joins g
+    if not is_zero(weight_decay):
+        if decoupled_weight_decay and couple_weight_decay:
+            theta = theta - lr * weight_decay * theta       # AdamW: decay the weights, apart from g
+        elif decoupled_weight_decay:
+            theta = theta - weight_decay * theta            # the same, not scaled by lr
+        else:
+            g = g + weight_decay * theta                    # L2: the penalty's gradient joins g
     m = beta1 * m + (1 - beta1) * g                         # biased first moment
     v = beta2 * v + (1 - beta2) * g * g                     # biased second raw moment
     bc1, bc2 = bias_corrections(beta1 if beta1_bc is None else beta1_bc, beta2, t, bias_correction and t > 0, beta_powers)
