@@ -5,15 +5,25 @@ r"""Golden vectors: refimpl's trajectories as JSON, for implementations outside 
 ``python -m refimpl vectors check DIR`` recomputes every case with the current code and
 reports every difference. The canonical set ships in the package (``refimpl/vectors/``).
 
-The format (version 2; ``schema.json`` documents every member):
+The format (version 3; ``schema.json`` documents every member):
 
-* a file: ``{"format": "refimpl-vectors", "version": 2, "algorithm": "Adam", "description",
+* a file: ``{"format": "refimpl-vectors", "version": 3, "algorithm": "Adam", "description",
   "number_encoding", "cases": [...]}``;
 * a case: ``id`` (``adam/eps_hat/float64``), ``description``, ``dtype``, ``hyperparameters``
   (every constructor argument, defaults included), ``shapes`` (of the params and of each
-  state field), the initial ``params``, ``steps`` and a ``tolerance``;
-* a step: ``t`` (1 for the first), ``grads`` (fed in), and ``params`` and ``state`` after it;
-  when a hyperparameter follows a schedule, ``hyperparameters`` holds its value at that step.
+  state field), the initial ``params`` and the ``steps``;
+* a step: ``t`` (1 for the first), ``grads`` (fed in), ``params`` and ``state`` after it, and
+  ``tolerance``: ``{"params": {name: atol}, "state": {field: {name: atol} or null}}``, the
+  absolute tolerance of each array after that step; when a hyperparameter follows a schedule,
+  ``hyperparameters`` holds its value at that step.
+
+Version 3 replaces the case's ``tolerance`` of versions 1 and 2 (``{"rtol": 1024 u}`` for the
+rule ``max|got - want| <= t * rtol * S``, S the largest value so far: loose, since S is the
+size of the parameters and a step moves them by about lr) by these per-step tolerances, which
+refimpl computes from the file's own trajectory (:mod:`refimpl._vectors_tolerance`: the
+oracle's ``step_tolerance`` with the family's rounding counts, and for the state its own
+trajectory's plus what a parameter error can feed into it). A consumer's array passes if
+``!(max|got - want| <= atol)``. refimpl reads and checks versions 1 and 2 with their rule.
 
 Version 2 adds to version 1 (which refimpl still reads) two forms of a hyperparameter's value:
 a *schedule*, ``{"schedule": "inverse_sqrt", "alpha": 0.01}`` for :math:`\alpha/\sqrt t` and
@@ -50,13 +60,14 @@ from .adam import Adam
 from .ndadam import NDAdam
 from .sgd import SGD
 from ._vectors_schema import SchemaError, validate
+from ._vectors_tolerance import tolerances
 from .testing._probe import lcg_uniforms
 
 __all__ = ["FORMAT", "VERSION", "CASES", "write", "check", "load", "schema", "canonical_dir"]
 
 FORMAT = "refimpl-vectors"
-VERSION = 2
-READABLE = (1, 2)      # the versions load() reads (version 2 adds schedules and per-parameter values)
+VERSION = 3
+READABLE = (1, 2, 3)   # the versions load() reads (2 adds schedules and per-parameter values, 3 per-step tolerances)
 STEPS = 20
 ALGORITHMS = {"Adam": Adam, "NDAdam": NDAdam, "AdaL": AdaL, "SGD": SGD}
 FILES = {"Adam": "adam.json", "NDAdam": "ndadam.json", "AdaL": "adal.json", "SGD": "sgd.json"}
@@ -325,7 +336,8 @@ def _hyper_from_json(algorithm: str, hyper: dict, where: str):
 # ----------------------------------------------------------------------------- computing
 
 
-def _tolerance(dtype: str) -> float:
+def _old_rtol(dtype: str) -> float:
+    """The case-level ``rtol`` of versions 1 and 2 (1024 u): their rule t * rtol * S."""
     return 1024 * float(np.finfo(dtype).eps) / 2
 
 
@@ -344,13 +356,14 @@ def compute(case: Case, steps: int = STEPS) -> dict:
     out = {"id": case.id, "description": case.description, "dtype": case.dtype,
            "hyperparameters": _hyper_json(opt),
            "shapes": {"params": {k: list(x.shape) for k, x in params.items()}, "state": shapes_state},
-           "params": {k: encode_array(x) for k, x in params.items()}, "steps": [],
-           "tolerance": {"rtol": _tolerance(case.dtype)}}
+           "params": {k: encode_array(x) for k, x in params.items()}, "steps": []}
     schedules = _schedules(opt)
+    history = _History(params, state)
     with np.errstate(all="raise"):  # a canonical case must stay finite and never overflow
         for t, g in enumerate(_gradients(case.stream, case.scale, steps), start=1):
             grads = {k: np.array(v, dtype=dt) for k, v in g.items()}
             params, state = opt.step(params, grads, state)
+            history.add(grads, params, state)
             step = {"t": t, "grads": {k: encode_array(x) for k, x in grads.items()},
                     "params": {k: encode_array(x) for k, x in params.items()},
                     "state": {f: (None if tree is None else {k: encode_array(x) for k, x in tree.items()})
@@ -358,7 +371,41 @@ def compute(case: Case, steps: int = STEPS) -> dict:
             if schedules:   # the values refimpl used at this step (binary64)
                 step["hyperparameters"] = {name: float(schedule(t)) for name, schedule in schedules.items()}
             out["steps"].append(step)
+    for step, tolerance in zip(out["steps"], history.tolerances(opt, case.dtype)):
+        step["tolerance"] = _tolerance_json(tolerance)
     return out
+
+
+def _tolerance_json(tolerance: dict) -> dict:
+    """A step's tolerances as JSON numbers (binary64, shortest repr)."""
+    tree = lambda d: {k: _encode_number(x) for k, x in d.items()}  # noqa: E731
+    return {"params": tree(tolerance["params"]),
+            "state": {f: None if d is None else tree(d) for f, d in tolerance["state"].items()}}
+
+
+class _History:
+    """A case's trajectory, step 0 (the initial params, a zero state) to T, for :func:`tolerances`."""
+
+    def __init__(self, params: dict, state):
+        self.params = {k: [x] for k, x in params.items()}
+        self.state = {f: None if tree is None else {k: [np.zeros_like(x)] for k, x in tree.items()}
+                      for f, tree in _state_trees(state).items()}
+        self.grads = {k: [] for k in params}
+
+    def add(self, grads: dict, params: dict, state) -> None:
+        for k in self.grads:
+            self.grads[k].append(grads[k])
+            self.params[k].append(params[k])
+        trees = state if isinstance(state, dict) else _state_trees(state)
+        for f, tree in self.state.items():
+            for k in tree or {}:
+                tree[k].append(trees[f][k])
+
+    def tolerances(self, opt, dtype: str) -> list[dict]:
+        stack = lambda tree: {k: np.stack(v) for k, v in tree.items()}  # noqa: E731
+        return tolerances(opt, dtype, stack(self.params),
+                          {f: None if tree is None else stack(tree) for f, tree in self.state.items()},
+                          stack(self.grads))
 
 
 def documents(steps: int = STEPS, progress: Callable | None = None) -> dict[str, dict]:
@@ -454,10 +501,28 @@ def load(path) -> dict:
         raise ValueError(f"{path} does not follow the vectors schema: it nests deeper than the schema allows") from None
     except SchemaError as e:
         raise ValueError(f"{path.name} does not follow the vectors schema: {e}") from None
+    _check_tolerance_members(doc, path.name)
     return doc
 
 
-def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list) -> list[Mismatch]:
+def _check_tolerance_members(doc: dict, name: str) -> None:
+    """Where the tolerances are, which the schema (one for every version) cannot say: version 3
+    in every step and not in the case, versions 1 and 2 in the case (its rtol) and not in a step."""
+    per_step = doc["version"] >= 3
+    for i, case in enumerate(doc["cases"]):
+        if per_step == ("tolerance" in case):
+            raise ValueError(f"{name} does not follow the vectors schema: cases[{i}]: the member 'tolerance' is "
+                             f"{'not allowed in a case' if per_step else 'missing'} in version {doc['version']}"
+                             f"{' (each step has its own)' if per_step else ''}")
+        for j, step in enumerate(case["steps"]):
+            if per_step != ("tolerance" in step):
+                raise ValueError(f"{name} does not follow the vectors schema: cases[{i}].steps[{j}]: the member "
+                                 f"'tolerance' is {'missing' if per_step else 'not allowed in a step'} in version "
+                                 f"{doc['version']}")
+
+
+def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list, version: int = VERSION
+                ) -> list[Mismatch]:
     cid = case["id"]
     where = f"{name}: {cid}"
     opt = _hyper_from_json(algorithm, case["hyperparameters"], where)
@@ -471,9 +536,9 @@ def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list
     fields = list(state._fields[1:])
     if set(shapes["state"]) != set(fields):
         raise ValueError(f"{where}: shapes.state has fields {sorted(shapes['state'])}; {algorithm} has {fields}")
-    rtol = case["tolerance"]["rtol"]
     out = []
-    scale = {("params", k): float(np.max(np.abs(x), initial=0.0)) for k, x in params.items()}
+    file = _History(params, state)             # the file's trajectory: its tolerances are computed from it
+    compared = []                               # (t, field, key, refimpl's array, the file's array)
     for i, step in enumerate(case["steps"]):
         t = step["t"]
         if t != i + 1:
@@ -497,30 +562,75 @@ def _check_case(name: str, algorithm: str, case: dict, exact: bool, counts: list
                                  f"but this configuration {'keeps no' if tree is None else 'keeps a'} {f}")
             if tree is not None:
                 got.update({(f, k): x for k, x in tree.items()})
+        wants = {}
         for (field, k), x in got.items():
             src = step["params"] if field == "params" else step["state"][field]
             shape = shapes["params"][k] if field == "params" else shapes["state"][field].get(k, [])
             if k not in src:
                 raise ValueError(f"{where}: steps[{i}].{'params' if field == 'params' else 'state.' + field} "
                                  f"has no {k!r}")
-            want = decode_array(src[k], shape, dtype, f"{where}: steps[{i}].{field}[{k!r}]")
-            same = (x == want) | (np.isnan(x) & np.isnan(want))
-            counts[0] += x.size
-            counts[1] += int(same.sum())
-            s = scale[(field, k)] = max(scale.get((field, k), 0.0), float(np.max(np.abs(want), initial=0.0)))
-            if same.all():
-                continue
-            with np.errstate(all="ignore"):
-                err = np.where(same, 0.0, np.abs(x.astype(np.float64) - want.astype(np.float64)))
-            err = np.where(np.isnan(err), np.inf, err)
-            j = np.unravel_index(int(np.argmax(err)), x.shape)
-            e = float(err[j])
-            tol = t * rtol * s
-            if exact or not e <= tol:
-                kind = "differs" if e <= tol else "differs beyond the tolerance"
-                out.append(Mismatch(name, cid, f"step {t}: {field}[{k!r}][{', '.join(map(str, j))}] {kind}: file "
-                                               f"{float(want[j])!r}, refimpl {float(x[j])!r} (abs err {e:.3g}, "
-                                               f"tolerance {tol:.3g})"))
+            wants[(field, k)] = want = decode_array(src[k], shape, dtype, f"{where}: steps[{i}].{field}[{k!r}]")
+            compared.append((t, field, k, x, want))
+        file.add(grads, {k: wants[("params", k)] for k in params},
+                 {f: {k: wants[(f, k)] for k in (getattr(state, f) or {})} for f in fields})
+    limits = _limits(case, version, compared, file, opt, where)
+    for (t, field, k, x, want), tol in zip(compared, limits):
+        same = (x == want) | (np.isnan(x) & np.isnan(want))
+        counts[0] += x.size
+        counts[1] += int(same.sum())
+        if same.all():
+            continue
+        with np.errstate(all="ignore"):
+            err = np.where(same, 0.0, np.abs(x.astype(np.float64) - want.astype(np.float64)))
+        err = np.where(np.isnan(err), np.inf, err)
+        j = np.unravel_index(int(np.argmax(err)), x.shape)
+        e = float(err[j])
+        if exact or not e <= tol:
+            kind = "differs" if e <= tol else "differs beyond the tolerance"
+            out.append(Mismatch(name, case["id"], f"step {t}: {field}[{k!r}][{', '.join(map(str, j))}] {kind}: "
+                                                  f"file {float(want[j])!r}, refimpl {float(x[j])!r} (abs err "
+                                                  f"{e:.3g}, tolerance {tol:.3g})"))
+    return _tolerance_mismatches(name, case, version, file, opt, where) + out
+
+
+def _limits(case: dict, version: int, compared: list, file: "_History", opt, where: str) -> list[float]:
+    """The tolerance of each compared array: the step's own (version 3), or t * rtol * S with S
+    the largest |value| the array has held in the file so far (versions 1 and 2)."""
+    if version >= 3:
+        out = []
+        for t, field, k, _, _ in compared:
+            tree = case["steps"][t - 1]["tolerance"]["params" if field == "params" else "state"]
+            if field != "params":
+                tree = tree.get(field) or {}
+            if k not in tree:
+                raise ValueError(f"{where}: steps[{t - 1}].tolerance has no "
+                                 f"{'params' if field == 'params' else 'state.' + field}.{k}")
+            out.append(_decode_number(tree[k]))
+        return out
+    rtol = case["tolerance"]["rtol"]
+    scale = {("params", k): float(np.max(np.abs(x[0]), initial=0.0)) for k, x in file.params.items()}
+    out = []
+    for t, field, k, _, want in compared:
+        s = scale[(field, k)] = max(scale.get((field, k), 0.0), float(np.max(np.abs(want), initial=0.0)))
+        out.append(t * rtol * s)
+    return out
+
+
+def _tolerance_mismatches(name: str, case: dict, version: int, file: "_History", opt, where: str) -> list:
+    """Version 3: each stored tolerance must be the one refimpl computes from the file's trajectory."""
+    if version < 3:
+        return []
+    with np.errstate(all="ignore"):
+        computed = file.tolerances(opt, case["dtype"])
+    out = []
+    for step, mine in zip(case["steps"], computed):
+        stored = step["tolerance"]
+        want = _tolerance_json(mine)
+        if stored != want:
+            part = next((f"{kind}.{f}" for kind in ("params", "state") for f in sorted(set(stored[kind]) | set(want[kind]))
+                         if stored[kind].get(f) != want[kind].get(f)), "")
+            out.append(Mismatch(name, case["id"], f"step {step['t']}: the stored tolerance {part} is not the one "
+                                                  f"refimpl computes from the file's trajectory"))
     return out
 
 
@@ -548,7 +658,7 @@ def check(directory, *, exact: bool = False, progress: Callable | None = None) -
         for case in doc["cases"]:
             ncases += 1
             try:
-                mismatches.extend(_check_case(path.name, doc["algorithm"], case, exact, counts))
+                mismatches.extend(_check_case(path.name, doc["algorithm"], case, exact, counts, doc["version"]))
             except ValueError as e:
                 mismatches.append(Mismatch(path.name, case["id"], str(e).split(": ", 2)[-1]))
             if progress is not None:

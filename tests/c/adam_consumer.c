@@ -2,18 +2,22 @@
  * vectors (tests/test_vectors_c.py converts adam.json into the plain text this program reads).
  *
  * Input (stdin), one case after another:
- *   case <id> <bits 32|64> <narrays> <steps> <rtol>
+ *   case <id> <bits 32|64> <narrays> <steps>
  *   hyper <beta2> <eps> <eps_root> <eps_hat> <bias_correction> <amsgrad> <max_of_v_hat>
  *         <decoupled> <coupled> <t_offset> <scalars 0 exact|1 float32|2 float32_beta_powers>
  *   array <name> <size> <weight decay of this array> then <size> initial values
  *   for each step: step <lr_t> <beta1_t> (the file's step values for a schedule, else the constants),
- *                  then for each array: <size> grads, <size> params, <size> m, <size> v after the step
+ *                  then for each array: <size> grads, <size> params, <size> m, <size> v, <size> v_max
+ *                  after the step (v_max: zeros without AMSGrad), then the step's tolerances of
+ *                  params, m, v and v_max (format version 3: one absolute tolerance per array and step;
+ *                  v_max's is 0 and unused without AMSGrad).
  * The bias correction uses beta1 of step 1 (Kingma & Ba's analysis, and the vectors' schema).
  * Numbers are %a / strtod text, exact in binary64.
  *
  * Build switches that break it on purpose (the test checks that each one fails):
  *   -DWRONG_T_PLUS_1   bias corrections with t + 1;   -DNAN_AT_STEP1   NaN in every parameter at step 1;
  *   -DNAIVE_CHECK      the natural C comparison "if (d > tol) fail", which a NaN passes.
+ * -DREPORT_RATIO adds a line "worst <max |got - want| / tolerance>" (how close to the tolerance it came).
  * Output: one line "<passed> passed, <failed> failed" (and a line per failing case on stderr). */
 #include <math.h>
 #include <stdio.h>
@@ -63,10 +67,10 @@ DEFINE_STEP(float, sqrtf, step32)
 int main(void) {
     char word[32], id[128], names[MAXA][32];
     int passed = 0, failed = 0;
+    double worst = 0;   /* -DREPORT_RATIO: the largest |got - want| / tolerance seen */
     while (scanf("%31s", word) == 1 && strcmp(word, "case") == 0) {
         int bits, na, steps; Hyper h;
         if (scanf("%127s %d %d %d", id, &bits, &na, &steps) != 4) return 2;
-        double rtol = rd();
         if (scanf("%31s", word) != 1) return 2;
         h.b2 = rd(); h.eps = rd(); h.eps_root = rd();
         h.eps_hat = (int)rd(); h.bc = (int)rd(); h.ams = (int)rd(); h.v_hat = (int)rd();
@@ -78,15 +82,10 @@ int main(void) {
         double wd[MAXA];   /* per-parameter weight decay */
         double th[MAXA][MAXN], m[MAXA][MAXN] = {{0}}, v[MAXA][MAXN] = {{0}}, vmax[MAXA][MAXN] = {{0}};
         float th32[MAXA][MAXN], m32[MAXA][MAXN] = {{0}}, v32[MAXA][MAXN] = {{0}}, vmax32[MAXA][MAXN] = {{0}};
-        double scale[MAXA][3];   /* the running S of params, m, v */
         for (int a = 0; a < na; a++) {
             if (scanf("%31s %31s %d", word, names[a], &size[a]) != 3) return 2;
             wd[a] = rd();
-            scale[a][0] = scale[a][1] = scale[a][2] = 0;
-            for (int i = 0; i < size[a]; i++) {
-                th[a][i] = rd(); th32[a][i] = (float)th[a][i];
-                if (fabs(th[a][i]) > scale[a][0]) scale[a][0] = fabs(th[a][i]);
-            }
+            for (int i = 0; i < size[a]; i++) { th[a][i] = rd(); th32[a][i] = (float)th[a][i]; }
         }
         int ok = 1;
         for (int t = 1; t <= steps; t++) {
@@ -95,10 +94,11 @@ int main(void) {
             if (t == 1) h.b1_bc = h.b1;           /* the bias correction's beta1 */
             for (int a = 0; a < na; a++) {
                 int n = size[a];
-                double g[MAXN], want[3][MAXN], got[3][MAXN];
+                double g[MAXN], want[4][MAXN], got[4][MAXN], tol[4];
                 float g32[MAXN];
                 for (int i = 0; i < n; i++) { g[i] = rd(); g32[i] = (float)g[i]; }
-                for (int k = 0; k < 3; k++) for (int i = 0; i < n; i++) want[k][i] = rd();
+                for (int k = 0; k < 4; k++) for (int i = 0; i < n; i++) want[k][i] = rd();
+                for (int k = 0; k < 4; k++) tol[k] = rd();
                 Hyper ha = h; ha.wd = wd[a];
                 if (bits == 64) step64(th[a], g, m[a], v[a], vmax[a], n, t, ha);
                 else step32(th32[a], g32, m32[a], v32[a], vmax32[a], n, t, ha);
@@ -106,22 +106,25 @@ int main(void) {
                     got[0][i] = bits == 64 ? th[a][i] : th32[a][i];
                     got[1][i] = bits == 64 ? m[a][i] : m32[a][i];
                     got[2][i] = bits == 64 ? v[a][i] : v32[a][i];
+                    got[3][i] = bits == 64 ? vmax[a][i] : vmax32[a][i];
 #ifdef NAN_AT_STEP1
                     if (t == 1) { got[0][i] = NAN; th[a][i] = NAN; th32[a][i] = NAN; }
 #endif
                 }
-                for (int k = 0; k < 3; k++) {
-                    for (int i = 0; i < n; i++) if (fabs(want[k][i]) > scale[a][k]) scale[a][k] = fabs(want[k][i]);
-                    double tol = t * rtol * scale[a][k];
+                for (int k = 0; k < (h.ams ? 4 : 3); k++) {   /* params, m, v, and v_max with AMSGrad */
                     for (int i = 0; i < n; i++) {
                         double d = fabs(got[k][i] - want[k][i]);
 #ifdef NAIVE_CHECK
-                        int bad = d > tol;                     /* NaN > tol is false: a NaN passes */
+                        int bad = d > tol[k];                  /* NaN > tol is false: a NaN passes */
 #else
-                        int bad = !(d <= tol);                 /* NaN <= tol is false: a NaN fails */
+                        int bad = !(d <= tol[k]);              /* NaN <= tol is false: a NaN fails */
 #endif
-                        if (bad && ok) fprintf(stderr, "%s: step %d: %s[%d] (field %d): got %.17g, want %.17g\n",
-                                               id, t, names[a], i, k, got[k][i], want[k][i]);
+                        if (bad && ok) fprintf(stderr, "%s: step %d: %s[%d] (field %d): got %.17g, want %.17g, "
+                                               "tolerance %.3g\n", id, t, names[a], i, k, got[k][i], want[k][i], tol[k]);
+#ifdef REPORT_RATIO
+                        if (tol[k] > 0 && d / tol[k] > worst) worst = d / tol[k];
+                        if (tol[k] == 0 && d > 0) worst = INFINITY;
+#endif
                         if (bad) ok = 0;
                     }
                 }
@@ -130,5 +133,8 @@ int main(void) {
         if (ok) passed++; else failed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
+#ifdef REPORT_RATIO
+    printf("worst %.17g\n", worst);
+#endif
     return failed ? 1 : 0;
 }
