@@ -586,10 +586,10 @@ def test_an_old_version_is_read_and_checked_with_its_rule(tmp_path, version):
         doc["cases"] = [c for c in doc["cases"] if not any(isinstance(v, dict) for v in c["hyperparameters"].values())]
     (tmp_path / "sgd.json").write_text(json.dumps(doc))
     assert _vectors.check(tmp_path).ok
-    # The old rule: a parameter moved by 100 ulps at step 5 is within 5 * 1024 u * S.
-    _edit(tmp_path / "sgd.json", lambda d: _bump(d, 0, 4, "w", 0, 100))
+    # The old rule: a parameter moved by 1000 ulps at step 5 is within 5 * 1024 u * S.
+    _edit(tmp_path / "sgd.json", lambda d: _bump(d, 0, 4, "w", 0, 1000))
     assert _vectors.check(tmp_path).ok
-    _edit(tmp_path / "sgd.json", lambda d: d["cases"][0]["steps"][0].update(tolerance={"params": {}, "state": {}}))
+    _edit(tmp_path / "sgd.json", lambda d: d["cases"][0]["steps"][0].update(tolerance={"params": {"w": 1.0}, "state": {}}))
     report = _vectors.check(tmp_path)
     assert any("'tolerance' is not allowed in a step in version" in str(m) for m in report.mismatches)
 
@@ -602,8 +602,10 @@ def test_version_3_rejects_an_old_case_tolerance_and_a_missing_step_tolerance(co
                for m in _vectors.check(copy).mismatches)
 
 
-def test_version_3_catches_100_ulps_at_step_5_that_version_2_let_through(copy):
-    _edit(copy / "adam.json", lambda d: _bump(d, 0, 4, "w", 0, 100))
+def test_version_3_catches_1000_ulps_at_step_5_that_version_2_let_through(copy):
+    """1000 ulps of 0.5 (1.1e-13) at step 5: within version 2's 5 * 1024 u * S (1.1e-12), ten
+    times version 3's tolerance (about 2**11 u times the distance travelled, 5 lr: 1.1e-14)."""
+    _edit(copy / "adam.json", lambda d: _bump(d, 0, 4, "w", 0, 1000))
     report = _vectors.check(copy)
     assert len(report.mismatches) == 1 and "step 5: params['w'][0, 0] differs beyond the tolerance" in \
         str(report.mismatches[0])
