@@ -125,7 +125,9 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(run=_vectors_write)
     c = vsub.add_parser("check", help="recompute the vectors of DIR with this refimpl and report every mismatch",
                         description="Validate every *.json of DIR against the schema, recompute each case and report "
-                                    "every value outside the case's tolerance. Exits 1 on any mismatch.")
+                                    "every value outside its tolerance (format version 3: the step's tolerance of that array, "
+                                    "which is itself checked against what refimpl computes; versions 1 and 2: "
+                                    "t * rtol * S). Exits 1 on any mismatch.")
     c.add_argument("dir", metavar="DIR", nargs="?", default=None,
                    help="the directory to check (default: the canonical set inside the package)")
     c.add_argument("--exact", action="store_true", help="require every value to be bitwise equal")
