@@ -609,3 +609,31 @@ def test_version_3_catches_1000_ulps_at_step_5_that_version_2_let_through(copy):
     report = _vectors.check(copy)
     assert len(report.mismatches) == 1 and "step 5: params['w'][0, 0] differs beyond the tolerance" in \
         str(report.mismatches[0])
+
+
+@pytest.mark.parametrize("algorithm, hyper, least", [
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "weight_decay": 10.0}, 0.3),
+    ("Adam", {"lr": 0.01, "weight_decay": 10.0}, 0.0)])
+def test_the_state_tolerance_covers_a_parameter_error_within_its_tolerance(algorithm, hyper, least):
+    """L2 decay feeds the parameters into the state: a candidate that computes exactly as refimpl
+    but whose parameters lie a full tolerance tau_t off after every step (allowed) has a state
+    within its tolerance. For SGD, with large weights and decay, only because of the propagation
+    term (the ratio exceeds 1 without it). For Adam the parameter's own tolerance is at most
+    2u R_t + 2**11 u lr t, so wd times it stays below m's rounding term 32 u R_t(m) ~ 32 u wd |x| t."""
+    opt = _vectors.ALGORITHMS[algorithm](**hyper)
+    grads = [{k: np.array(v) for k, v in g.items()} for g in _vectors._gradients("normal", 0, 20)]
+    start = {k: 1000 * np.array(v) for k, v in _vectors._init_params().items()}
+    ref = _vectors._History(start, opt.init(start))
+    params, state = start, opt.init(start)
+    for g in grads:
+        params, state = opt.step(params, g, state)
+        ref.add(g, params, state)
+    tol = ref.tolerances(opt, "float64")
+    field = "momentum_buffer" if algorithm == "SGD" else "m"
+    params, state, worst = start, opt.init(start), 0.0
+    for t, g in enumerate(grads, start=1):
+        _, state = opt.step(params, g, state)
+        params = {k: ref.params[k][t] + tol[t - 1]["params"][k] for k in params}      # off by tau_t
+        for k, x in getattr(state, field).items():
+            worst = max(worst, float(np.max(np.abs(x - ref.state[field][k][t]))) / tol[t - 1]["state"][field][k])
+    assert least < worst <= 1, worst
