@@ -35,6 +35,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import array_api_compat
 
+from . import _precision
+
 __all__ = ["Optimizer", "Tree", "Hyper"]
 
 Tree = Any  # one array, or a dict name -> array
@@ -216,6 +218,7 @@ class Optimizer:
 
     State: ClassVar[type]
     _HYPERS: ClassVar[dict[str, tuple[Interval, bool]]] = {}
+    compute_dtype = None   # the dtype of the arithmetic; a field of the optimizers that offer it
 
     def __post_init__(self):
         object.__setattr__(self, "_namespaces", {})  # signature of a checked call -> (namespace, has 0-d)
@@ -228,6 +231,8 @@ class Optimizer:
                 object.__setattr__(self, field, dict(keyed[field]))  # a private copy
             else:
                 object.__setattr__(self, field, self._checked_hyper(field, value, interval, schedulable))
+        if self.compute_dtype is not None:
+            self._check_choice("compute_dtype", _precision.COMPUTE_DTYPES[1:])
         self._check_options()
         object.__setattr__(self, "_keyed", tuple(keyed))
         object.__setattr__(self, "_clones", _clones(self, keyed) if keyed else None)
@@ -317,10 +322,17 @@ class Optimizer:
                 if not bool(xp.all(xp.isfinite(x))):
                     raise FloatingPointError(f"{_name('grads', key)} holds NaN or Inf at step t={state.t + 1}")
         t = state.t + 1
+        stored = p
+        if self.compute_dtype is not None:  # torch fused's opmath: compute in float32, store back
+            p, g = _precision.compute_in(self.compute_dtype, p, xp), _precision.compute_in(self.compute_dtype, g, xp)
+            s = {field: _precision.compute_in(self.compute_dtype, tree, xp) for field, tree in s.items()}
         if self._clones is None:
             new_p, new_s = self._update(p, g, s, t, xp)
         else:  # per-parameter hyperparameters
             new_p, new_s = self._update_keyed(p, g, s, t, xp)
+        if self.compute_dtype is not None:
+            new_p = _precision.store_as(new_p, stored, xp)
+            new_s = {field: _precision.store_as(tree, stored, xp) for field, tree in new_s.items()}
         if zero_d:  # NumPy's arithmetic on 0-d arrays returns NumPy scalars: make them arrays again
             new_p, new_s = _arrays(new_p, xp), {field: _arrays(tree, xp) for field, tree in new_s.items()}
         moments = [unflatten(new_s.get(f), p) for f in self.State._fields[1:]]
@@ -380,6 +392,9 @@ class Optimizer:
         for key, x in p.items():
             if not is_floating(x):
                 raise TypeError(f"{_name('params', key)} must have a real floating dtype, got {_describe(x)}")
+            for name in ("eps", "eps_root"):   # an epsilon that rounds to 0 would divide by zero
+                if name in self._HYPERS:
+                    _precision.check_epsilon(name, self._value(name, key), x.dtype, self.compute_dtype)
 
     def _check_values(self, p: dict) -> None:
         """The checks of :meth:`_check_params` that look at values, not only at the structure

@@ -75,19 +75,20 @@ def _array_product(beta, t: int):
     return xp.astype(p, beta.dtype)
 
 
-def compute_in(dtype_name: str | None, arrays: list, xp):
-    """The arrays converted to the compute dtype (``None`` entries kept), or as they are."""
-    if dtype_name is None:
-        return arrays
+def compute_in(dtype_name: str, flat: dict | None, xp) -> dict | None:
+    """The arrays of ``flat`` (``{key: array}``) converted to the compute dtype."""
+    if flat is None:
+        return None
     target = getattr(xp, dtype_name)
-    return [None if a is None else xp.astype(a, target) for a in arrays]
+    return {key: xp.astype(x, target) for key, x in flat.items()}
 
 
-def store_as(dtype_name: str | None, results, like, xp):
-    """Results of a compute-dtype update rounded back to the storage dtype of ``like``."""
-    if dtype_name is None:
-        return results
-    return tuple(None if r is None else xp.astype(r, like.dtype) for r in results)
+def store_as(flat: dict | None, like: dict, xp) -> dict | None:
+    """The results of a compute-dtype update rounded back to the storage dtype of ``like[key]``
+    (the parameter of the same key: the state is kept in the parameters' dtype)."""
+    if flat is None:
+        return None
+    return {key: xp.astype(x, like[key].dtype) for key, x in flat.items()}
 
 
 def smallest_positive(dtype) -> float:
@@ -110,13 +111,14 @@ def _numpy_dtype(dtype):
 
 def check_epsilon(name: str, value, dtype, compute_dtype: str | None) -> None:
     """A ``ValueError`` when a positive epsilon rounds to 0 in the dtype the arithmetic runs in
-    (1e-8 in float16): the update would divide by zero where the second moment underflows."""
+    (1e-8 in float16): the update would run without it, and Adam's division by sqrt(v) + eps
+    would divide by zero where the second moment underflows."""
     if not _is_number(value) or value == 0:
         return
     where = np.dtype(compute_dtype) if compute_dtype is not None else _numpy_dtype(dtype)
     if where is not None and np.asarray(value, dtype=np.float64).astype(where) == 0:
         tiny = smallest_positive(where)
         raise ValueError(f"{name}={value!r} rounds to 0 in {where}, the dtype the update computes in (its smallest "
-                         f"positive number is {tiny:.3g}); the step would divide by zero where the second moment "
-                         f"underflows. Use compute_dtype='float32' (PyTorch fused's convention for float16 and "
+                         f"positive number is {tiny:.3g}), so the update would run without it (sqrt(v) + {name} is 0 "
+                         f"where v underflows). Use compute_dtype='float32' (PyTorch fused's convention for float16 and "
                          f"bfloat16 parameters) or {name} >= {tiny:.3g}")

@@ -114,6 +114,11 @@ class AdaL(Optimizer):
         For sweeps: the number of leading axes that index independent configurations. The
         norm is taken over the remaining axes only, so params of shape ``(K, d)`` with
         ``batch_ndim=1`` are K independent AdaL runs.
+    compute_dtype : ``None`` or ``"float32"``
+        The dtype of the arithmetic, as in :class:`~refimpl.Adam`: ``"float32"`` runs the update
+        on float32 copies of parameters, gradients and state (the l1 norm included) and rounds
+        the results back to the parameters' dtype. An ``eps`` that rounds to 0 in the dtype of
+        the arithmetic (``1e-8`` in float16) raises ``ValueError``.
     """
 
     lr: Hyper = 1e-3
@@ -125,6 +130,7 @@ class AdaL(Optimizer):
     lr_decay: str = "inv_sqrt"
     bias_correction: bool = True
     batch_ndim: int = 0
+    compute_dtype: str | None = None
 
     State = AdaLState
     _HYPERS = {"lr": (NONNEGATIVE, True), "beta1": (UNIT, False), "beta2": (UNIT, False),

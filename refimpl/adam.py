@@ -215,20 +215,12 @@ class Adam(Optimizer):
             self._check_choice(flag, (False, True))
         self._check_choice("amsgrad_max_of", ("v", "v_hat"))
         self._check_choice("scalars", _precision.SCALARS)
-        if self.compute_dtype is not None:
-            self._check_choice("compute_dtype", _precision.COMPUTE_DTYPES[1:])
         if not self.couple_weight_decay and not self.decoupled_weight_decay:
             raise ValueError(f"couple_weight_decay=False needs decoupled_weight_decay=True, got "
                              f"decoupled_weight_decay={self.decoupled_weight_decay!r} (L2 decay enters the "
                              f"gradient, so lr always scales it)")
         if isinstance(self.t_offset, bool) or not isinstance(self.t_offset, numbers.Integral) or self.t_offset < -1:
             raise ValueError(f"t_offset={self.t_offset!r} must be an int >= -1")
-
-    def _check_params(self, p: dict) -> None:
-        super()._check_params(p)
-        for key, x in p.items():
-            for name in ("eps", "eps_root"):
-                _precision.check_epsilon(name, self._value(name, key), x.dtype, self.compute_dtype)
 
     def _moment_shapes(self, key: str, p) -> dict[str, Any]:
         shape = tuple(p.shape)
@@ -245,21 +237,17 @@ class Adam(Optimizer):
         tau = t + self.t_offset
         powers = _precision.beta_powers(self.scalars, beta1_bc, beta2, tau)  # None: Python's power
         new_p, new_s = {}, {"m": {}, "v": {}, "v_max": {} if self.amsgrad else None}
-        for key, stored in p.items():
-            arrays = stored, g[key], s["m"][key], s["v"][key], s["v_max"][key] if self.amsgrad else None
-            if self.compute_dtype is not None:  # torch fused's opmath: compute in float32, store back
-                arrays = _precision.compute_in(self.compute_dtype, arrays, xp)
-            theta = arrays[0]
+        for key, theta in p.items():
             c = lambda h: cast_like(h, theta, xp)  # noqa: E731 - hyperparameters in the arithmetic's dtype
+            v_max = s["v_max"][key] if self.amsgrad else None
             results = for_arrays_like(adam_update, theta)(
-                *arrays, t=tau, lr=c(lr), beta1=c(beta1), beta2=c(beta2), eps=c(eps), eps_root=c(eps_root),
+                theta, g[key], s["m"][key], s["v"][key], v_max, t=tau,
+                lr=c(lr), beta1=c(beta1), beta2=c(beta2), eps=c(eps), eps_root=c(eps_root),
                 eps_hat=self.eps_hat, bias_correction=self.bias_correction, beta1_bc=c(beta1_bc),
                 beta_powers=None if powers is None else (c(powers[0]), c(powers[1])), amsgrad=self.amsgrad,
                 amsgrad_max_of=self.amsgrad_max_of, weight_decay=c(weight_decay),
                 decoupled_weight_decay=self.decoupled_weight_decay,
                 couple_weight_decay=self.couple_weight_decay, xp=xp)
-            if self.compute_dtype is not None:
-                results = _precision.store_as(self.compute_dtype, results, stored, xp)
             new_p[key], new_s["m"][key], new_s["v"][key], v_max = results
             if self.amsgrad:
                 new_s["v_max"][key] = v_max

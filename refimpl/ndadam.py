@@ -105,6 +105,14 @@ class NDAdam(Optimizer):
         done by the first step before its update (the step then projects the given gradient on
         the tangent space at the unit vector). ``False`` (default): the weights are used as given,
         as both official codes do; :meth:`normalize` does the initialization outside the step.
+    compute_dtype : ``None`` or ``"float32"``
+        The dtype of the arithmetic, as in :class:`~refimpl.Adam`: ``"float32"`` runs the update
+        on float32 copies of parameters, gradients and state (the norms and projections
+        included) and rounds the results back to the parameters' dtype. An ``eps`` that rounds
+        to 0 in the dtype of the arithmetic (``1e-8`` in float16) raises ``ValueError``. In
+        float16 arithmetic the squared norm of (13b) overflows once it exceeds 65504, the largest
+        float16 number (a step of more than 255 in one element, for instance); float32
+        arithmetic avoids that.
 
     Notes
     -----
@@ -141,6 +149,7 @@ class NDAdam(Optimizer):
     eps_hat: bool = False
     weight_decay_scalar: Hyper = 0.0
     normalize_at_start: bool = False
+    compute_dtype: str | None = None
 
     State = NDAdamState
     _HYPERS = {"lr_vector": (NONNEGATIVE, True), "lr_scalar": (NONNEGATIVE, True), "beta1": (UNIT, False),

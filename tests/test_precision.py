@@ -58,9 +58,13 @@ def test_float32_beta_powers_change_only_the_powers():
     np.testing.assert_allclose(got, want, rtol=50 * 2.0**-53 * 4, atol=0)
 
 
-def test_precision_options_are_checked():
-    check_error(ValueError, lambda: refimpl.Adam(scalars="float16"), ["scalars='float16'", "'float32'"])
-    check_error(ValueError, lambda: refimpl.Adam(compute_dtype="float64"), ["compute_dtype='float64'"])
+@pytest.mark.parametrize("make", [refimpl.Adam, refimpl.AdaL, lambda **kw: refimpl.NDAdam(vector_axes=(1,), **kw)],
+                         ids=["Adam", "AdaL", "NDAdam"])
+def test_precision_options_are_checked(make):
+    if make is refimpl.Adam:
+        check_error(ValueError, lambda: make(scalars="float16"), ["scalars='float16'", "'float32'"])
+    check_error(ValueError, lambda: make(compute_dtype="float64"), ["compute_dtype='float64'"])
+    check_error(ValueError, lambda: make(compute_dtype=np.float32), ["compute_dtype=<class 'numpy.float32'>"])
 
 
 # ----------------------------------------------------------------------------- compute dtype, low precision
@@ -82,6 +86,52 @@ def test_compute_dtype_float32_is_float32_arithmetic_rounded_to_storage(dtype):
         for k in p:
             assert p[k].dtype == dtype and s.m[k].dtype == dtype
             assert np.array_equal(p[k], want[k].astype(dtype)) and np.array_equal(s.v[k], want_s.v[k].astype(dtype))
+
+
+ND_ADAM = {"w": (1,)}   # params['w'] of the probe: two weight vectors of 3 elements; 'b' a scalar parameter
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("make", [lambda **kw: refimpl.AdaL(lr=1e-2, **kw),
+                                  lambda **kw: refimpl.AdaL(lr=1e-2, eps_mode="denominator", norm="per_tensor", **kw),
+                                  lambda **kw: refimpl.NDAdam(vector_axes=ND_ADAM, lr_vector=0.05, **kw),
+                                  lambda **kw: refimpl.NDAdam(vector_axes=ND_ADAM, eps_hat=True, **kw)],
+                         ids=["AdaL", "AdaL-denominator", "NDAdam", "NDAdam-eps_hat"])
+def test_ndadam_and_adal_compute_dtype_is_float32_arithmetic_rounded_to_storage(make, dtype):
+    """The same opmath for ND-Adam (norms and projections in float32) and AdaL (its l1 norm in
+    float32): every step is the float32 update of the stored values, rounded back, bit for bit."""
+    params, grads = probe(20, dtype=dtype)
+    opt, ref32 = make(compute_dtype="float32"), make()
+    p, s = params, opt.init(params)
+    widen = lambda tree: {k: x.astype(np.float32) for k, x in tree.items()}  # noqa: E731
+    for g in grads:
+        want, want_s = ref32.step(widen(p), widen(g), ref32.State(s.t, *[widen(tree) for tree in s[1:]]))
+        p, s = opt.step(p, g, s)
+        for k in p:
+            assert p[k].dtype == dtype and s.m[k].dtype == dtype and s.v[k].dtype == dtype
+            assert np.array_equal(p[k], want[k].astype(dtype), equal_nan=True)
+            assert np.array_equal(s.m[k], want_s.m[k].astype(dtype)) and np.array_equal(s.v[k], want_s.v[k].astype(dtype))
+    assert all(np.all(np.isfinite(x)) for x in p.values())
+
+
+@pytest.mark.parametrize("make", [refimpl.AdaL, lambda **kw: refimpl.AdaL(eps_mode="denominator", **kw),
+                                  lambda **kw: refimpl.NDAdam(vector_axes=(1,), **kw)],
+                         ids=["AdaL", "AdaL-denominator", "NDAdam"])
+def test_ndadam_and_adal_refuse_an_epsilon_that_underflows_and_the_fixes_work(make):
+    """In float16, eps = 1e-8 is 0: ND-Adam divided 0 by 0 (a NaN weight vector at step 1 for
+    gradients of 1e-3, whose squares underflow) where it now raises, naming eps and the fixes.
+    float32 arithmetic fixes both; a larger eps fixes AdaL, while ND-Adam's step of
+    0.05 * 1e-3 / 1.2e-7 = 417 then overflows the squared norm of (13b) in float16 (its docstring
+    says so)."""
+    x, g = np.ones((2, 3), np.float16), np.full((2, 3), 1e-3, np.float16)
+    check_error(ValueError, lambda: make().init(x), ["eps=1e-08", "rounds to 0 in float16",
+                                                     "compute_dtype='float32'", "5.96e-08"], [x])
+    fixes = [make(compute_dtype="float32")] + ([] if isinstance(make(compute_dtype="float32"), refimpl.NDAdam)
+                                               else [make(eps=1e-7)])
+    for opt in fixes:
+        with np.errstate(under="ignore"):
+            p, _ = run(opt, x, [g] * 3)
+        assert np.all(np.isfinite(p)) and p.dtype == np.float16
 
 
 def test_an_epsilon_that_underflows_in_the_compute_dtype_is_a_clear_error():
@@ -153,3 +203,15 @@ def test_a_float32_candidate_on_float64_inputs_is_told_the_fix():
     check_error(CandidateError, lambda: diagnose(candidate), ["returned params['w'] as float32", "for float64 inputs",
                                                              "diagnose(candidate, dtype='float32')"])
     assert _precision.smallest_positive(np.float16) == 2.0**-24
+
+
+def test_ndadam_and_adal_in_float16_are_diagnosed_with_float32_arithmetic():
+    """A 16-bit ND-Adam or AdaL left diagnose with no configuration at all (every grid entry's
+    eps = 1e-8 is 0 in float16; StopIteration): their float32-arithmetic entries are now tried,
+    and the honest verdict says which the dtype cannot tell apart."""
+    params, grads = probe(dtype="float16", vector_axes={"w": (1,)})
+    for opt, inputs in ((refimpl.NDAdam(vector_axes={"w": (1,)}, compute_dtype="float32"), (params, grads)),
+                        (refimpl.AdaL(compute_dtype="float32"), (None, None))):
+        d = diagnose(opt, *inputs, dtype="float16")
+        assert d.matches and repr(opt) in {repr(m.optimizer) for m in d.matches}
+        assert "float16 cannot tell apart" in d.summary()
