@@ -4,7 +4,8 @@ A consumer runs a case free, from the initial parameters over the file's gradien
 step :math:`t` compares each array it holds with the file's: it passes if
 ``!(max_i |got_i - want_i| <= tolerance)`` (NaN-safe). The tolerances are computed from the
 file's own trajectory (so :func:`tolerances` applied to a file's numbers gives the numbers it
-stores) and are meant to admit any other order of the same arithmetic, and no other convention.
+stores) and are meant to admit any other order of the same arithmetic, and to reject another
+convention wherever it changes a number of the case by more than rounding does.
 
 **Parameters.** :math:`\tau^\theta_t` is the oracle's tolerance
 (:func:`refimpl.testing._compare.step_tolerance`, book ``prop-oracle-tolerance``) with the

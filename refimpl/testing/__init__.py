@@ -32,8 +32,8 @@ Only the parameters are compared (a candidate's state is its own business); the 
 explained in :mod:`refimpl.testing._compare`: at step :math:`t`, the largest error of each
 parameter array is at most :math:`\tau_t = u(2^{11} D_t + 2R_t/(1-u))/(1-u')^t`, where
 :math:`D_t` is the distance the reference has travelled, :math:`R_t` the sum of its sizes over
-the steps so far and :math:`u` the unit roundoff of the dtype: small at the first steps, where
-conventions differ most, in float32 as in float64 (ND-Adam's and AdaL's counts grow with the
+the steps so far and :math:`u` the unit roundoff of the dtype: small at the first steps, in
+float32 as in float64 (ND-Adam's and AdaL's counts grow with the
 length of their sums: :func:`~refimpl.testing._compare.rounding_counts`).
 """
 

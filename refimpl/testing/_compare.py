@@ -41,7 +41,7 @@ values (pairwise summation does better; a plain loop attains it).
   (:math:`u`): :math:`(n/2 + 3)u|w_t|` on each side, so :math:`\rho = n + 6`. Before it, the
   projection :math:`\bar g\cdot w` and the sum :math:`\|g\|^2` each err by :math:`n u` relative to
   :math:`\|\bar g\|`; the step divides by :math:`\|g\|`, so the error is amplified by
-  :math:`\|\bar g\|/\|g\| \le 2` (a gradient within 60 degrees of the radial direction is
+  :math:`\|\bar g\|/\|g\| \le 2` (a gradient within 30 degrees of the radial direction is
   assumed away) and by :math:`1/\sqrt{1-\beta_2}` as in Adam: :math:`2 \cdot 32 \cdot 2 (n + 2)
   u \le 2^7 (n+2) u` more, :math:`\kappa = 2^{11} + 2^7 (n + 2)`. Scalar parameters are Adam's.
 * AdaL, an :math:`\ell_1` norm over :math:`d` elements (all parameters, one array, or

@@ -748,8 +748,8 @@ def assert_matches(candidate, reference: Optimizer, params, grads, *, steps: int
     tau_t`` with ``tau_t = u (2**11 D_t + 2 R_t / (1 - u)) / (1 - u')**t`` (Adam, SGD): ``D_t`` the distance
     the reference has travelled, ``R_t`` the sum of its sizes ``max|r_s|`` over the steps so far,
     ``u`` the unit roundoff of the dtype (see :mod:`refimpl.testing._compare` and the book's
-    prop-oracle-tolerance). It admits any other order of the same arithmetic, in float32 as in
-    float64, and rejects at step 1 a convention that changes the first step. An explicit ``rtol``
+    prop-oracle-tolerance). It is sized to admit any other order of the same arithmetic, in float32
+    as in float64, and rejects at step 1 a convention that changes the first step. An explicit ``rtol``
     replaces it by ``atol + rtol * S_t`` (``S_t`` the initial size plus ``D_t``).
 
     For ND-Adam and AdaL the counts 2**11 and 2 grow with the length of their reductions
